@@ -1,0 +1,3 @@
+from f2f_cam.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,215 @@
+"""The ``f2f-cam`` command line. Thin: it parses options, calls the library, prints.
+
+User errors (``UserError``, bad options) print one line and exit 1 (2 for usage);
+anything else is a bug: one line, and the traceback with ``--verbose``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import traceback
+from pathlib import Path
+
+import click
+
+from f2f_cam import __version__
+from f2f_cam.errors import UserError
+
+log = logging.getLogger("f2f_cam")
+
+
+def parse_size(value: str | None) -> tuple[int, int] | None:
+    """'1280x720' -> (1280, 720)."""
+    if value is None:
+        return None
+    try:
+        w, h = (int(v) for v in value.lower().split("x"))
+        if w <= 0 or h <= 0:
+            raise ValueError
+    except ValueError:
+        raise UserError(f"invalid size '{value}'; write it as WIDTHxHEIGHT, e.g. 1280x720") from None
+    return w, h
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-v", "--verbose", is_flag=True, help="Debug logging and full tracebacks.")
+@click.version_option(__version__, prog_name="f2f-cam")
+def cli(verbose: bool) -> None:
+    """f2f-cam: appear on any video call as a trained persona."""
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+
+
+# -- video ------------------------------------------------------------------------
+
+@cli.command()
+@click.argument("input", type=click.Path(path_type=Path))
+@click.option("-o", "--output", type=click.Path(path_type=Path), required=True,
+              help="Output video (.mp4, .mkv, .mov, .webm, .avi).")
+@click.option("--persona", help="Persona name (default: your first persona, else a bundled one).")
+@click.option("--layout", default=None,
+              help="persona | side-by-side | landmarks | camera  [default: persona]")
+@click.option("--retarget", default=None, help="raw | align | transfer  [default: align]")
+@click.option("--size", "size", default=None, help="Output WIDTHxHEIGHT (default: the input's; "
+              "side-by-side: three panels at the input's height).")
+@click.option("--no-smoothing", is_flag=True, help="Draw the raw landmarks, unfiltered.")
+@click.option("--device", default=None, help="Where the generator runs: cpu | cuda | mps.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def video(input: Path, output: Path, persona, layout, retarget, size, no_smoothing, device, quiet) -> None:
+    """Convert a video file through a persona (audio kept).
+
+    Each input frame gives one output frame at the input's frame rate. Frames without a
+    face show the last generated frame (before the first face: the persona at rest).
+    """
+    from f2f_cam import paths
+    from f2f_cam.config import load_config, merge
+    from f2f_cam.video import convert_video
+
+    cfg = merge(load_config(paths.config_file()), persona=persona, layout=layout, retarget=retarget,
+                device=device, smoothing=False if no_smoothing else None)
+    summary = convert_video(input, output, cfg, size=parse_size(size), progress=not quiet)
+    click.echo(f"wrote {summary['output']}: {summary['frames']} frames, face in "
+               f"{summary['frames_with_face']}, layout {summary['layout']}, "
+               f"persona {summary['persona'] or '-'}, {summary['seconds']:.1f} s")
+
+
+# -- personas ---------------------------------------------------------------------
+
+@cli.group()
+def personas() -> None:
+    """List, inspect, import, export and remove personas."""
+
+
+def _persona_row(p) -> dict:
+    from f2f_cam.persona import Persona
+
+    if not isinstance(p, Persona):
+        name, path, problem = p
+        return {"name": name, "path": str(path), "ok": False, "problem": problem}
+    t = p.training
+    return {
+        "name": p.name, "display_name": p.display_name, "ok": True,
+        "source": "bundled" if p.bundled else "user", "image_size": p.image_size,
+        "sketch_version": p.sketch_version, "dtype": p.dtype, "path": str(p.path),
+        "training": {k: t[k] for k in ("frames", "epochs", "minutes", "device", "val_l1", "val_psnr",
+                                       "val_ssim") if k in t},
+    }
+
+
+@personas.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def personas_list(as_json: bool) -> None:
+    """Your personas and the bundled ones."""
+    from f2f_cam.persona import PersonaStore
+
+    store = PersonaStore()
+    rows = [_persona_row(p) for p in store.list()]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        click.echo(f"no personas yet (store: {store.root}); make one with `f2f-cam train VIDEO --name NAME`")
+        return
+    click.echo(f"{'NAME':<20} {'SOURCE':<8} {'SIZE':>5}  DETAILS")
+    for r in rows:
+        if not r["ok"]:
+            click.echo(f"{r['name']:<20} {'?':<8} {'':>5}  BROKEN: {r['problem']}")
+            continue
+        t = r["training"]
+        facts = ", ".join(f"{k}={t[k]}" for k in ("frames", "epochs", "val_psnr") if k in t)
+        click.echo(f"{r['name']:<20} {r['source']:<8} {r['image_size']:>5}  {r['display_name']}"
+                   + (f" ({facts})" if facts else ""))
+
+
+@personas.command("show")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="The whole persona.json.")
+def personas_show(name: str, as_json: bool) -> None:
+    """Details of one persona."""
+    from f2f_cam.persona import PersonaStore
+
+    p = PersonaStore().get(name)
+    if as_json:
+        meta = {k: v for k, v in p.meta.items() if not k.endswith("_landmarks")}
+        click.echo(json.dumps({**meta, "path": str(p.path), "bundled": p.bundled}, indent=2))
+        return
+    row = _persona_row(p)
+    click.echo(f"{p.display_name} ({p.name}), {'bundled' if p.bundled else 'user'} persona")
+    click.echo(f"  folder:     {p.path}")
+    click.echo(f"  image:      {p.image_size}x{p.image_size}, sketch v{p.sketch_version}, generator {p.dtype}")
+    for k, v in row["training"].items():
+        click.echo(f"  {k + ':':<11} {v}")
+    click.echo(f"  thumbnail:  {p.thumbnail_path}")
+
+
+@personas.command("import")
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option("--force", is_flag=True, help="Replace a persona of the same name.")
+def personas_import(file: Path, force: bool) -> None:
+    """Install a persona from a .f2f file."""
+    from f2f_cam.persona import PersonaStore
+
+    p = PersonaStore().import_archive(file, force=force)
+    click.echo(f"installed persona '{p.name}' at {p.path}")
+
+
+@personas.command("export")
+@click.argument("name")
+@click.option("-o", "--output", type=click.Path(path_type=Path), required=True, help="NAME.f2f file to write.")
+def personas_export(name: str, output: Path) -> None:
+    """Write a persona to a .f2f file to share."""
+    from f2f_cam.persona import PersonaStore
+
+    out = PersonaStore().export_archive(name, output)
+    click.echo(f"wrote {out}")
+
+
+@personas.command("remove")
+@click.argument("name")
+@click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
+def personas_remove(name: str, yes: bool) -> None:
+    """Delete one of your personas."""
+    from f2f_cam.persona import PersonaStore
+
+    store = PersonaStore()
+    store.get(name)  # unknown names fail before we ask
+    if not yes:
+        if not sys.stdin.isatty():
+            raise UserError(f"add --yes to remove persona '{name}' without a prompt")
+        click.confirm(f"Remove persona '{name}'?", abort=True)
+    folder = store.remove(name)
+    click.echo(f"removed persona '{name}' ({folder})")
+
+
+# -- entry point ------------------------------------------------------------------
+
+def main(argv: list[str] | None = None) -> int:
+    """Console entry point: turns errors into one line and an exit code."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    verbose = any(a in ("-v", "--verbose") for a in args)
+    try:
+        result = cli.main(args=args, prog_name="f2f-cam", standalone_mode=False)
+        return result if isinstance(result, int) else 0
+    except UserError as e:
+        if verbose:
+            traceback.print_exc()
+        click.echo(f"f2f-cam: error: {e}", err=True)
+        return 1
+    except click.UsageError as e:
+        hint = f" (see `{e.ctx.command_path} --help`)" if e.ctx else ""
+        click.echo(f"f2f-cam: error: {e.format_message()}{hint}", err=True)
+        return 2
+    except click.ClickException as e:
+        click.echo(f"f2f-cam: error: {e.format_message()}", err=True)
+        return e.exit_code
+    except (KeyboardInterrupt, click.Abort):
+        click.echo("f2f-cam: interrupted", err=True)
+        return 130
+    except Exception as e:  # a bug: say so in one line unless asked for details
+        if verbose:
+            traceback.print_exc()
+        click.echo(f"f2f-cam: internal error: {type(e).__name__}: {e} "
+                   "(run with --verbose for the traceback, and please report it)", err=True)
+        return 1

@@ -1,0 +1,86 @@
+"""The compositor: arranges camera, sketch and generated face into the output frame."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from f2f_cam.errors import UserError
+
+LAYOUTS = ("persona", "side-by-side", "landmarks", "camera")
+LAYOUT_HELP = {
+    "persona": "the generated face, fitted into the frame without distortion",
+    "side-by-side": "camera | sketch | generated, like the original demo",
+    "landmarks": "the landmark sketch (the old --show 1)",
+    "camera": "the camera, passed through",
+}
+
+
+def check_layout(layout: str) -> str:
+    if layout not in LAYOUTS:
+        raise UserError(f"unknown layout '{layout}'; choose one of: {', '.join(LAYOUTS)}")
+    return layout
+
+
+def fit_into(image: np.ndarray, out: np.ndarray) -> None:
+    """Scale ``image`` to fit ``out`` (keeping its aspect ratio) and centre it on black."""
+    oh, ow = out.shape[:2]
+    ih, iw = image.shape[:2]
+    scale = min(ow / iw, oh / ih)
+    w, h = max(1, round(iw * scale)), max(1, round(ih * scale))
+    x, y = (ow - w) // 2, (oh - h) // 2
+    out[:] = 0
+    if (w, h) == (iw, ih):
+        out[y:y + h, x:x + w] = image
+    else:
+        interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+        out[y:y + h, x:x + w] = cv2.resize(image, (w, h), interpolation=interp)
+
+
+def side_by_side_size(camera_size: tuple[int, int], height: int | None = None) -> tuple[int, int]:
+    """Natural (width, height) of camera | sketch | face at the camera's height."""
+    cw, ch = camera_size
+    h = height or ch
+    return round(cw * h / ch) + 2 * h, h
+
+
+class Compositor:
+    """(camera, sketch, face) -> RGB uint8 (H, W, 3) for the chosen layout.
+
+    camera: (h, w, 3); sketch and face: (S, S, 3), or None when there is nothing to
+    show yet (then that panel stays black).
+    """
+
+    def __init__(self, layout: str, out_size: tuple[int, int]):
+        self.layout = check_layout(layout)
+        self.width, self.height = out_size
+        self._out = np.zeros((self.height, self.width, 3), np.uint8)
+
+    def needs(self) -> set[str]:
+        """Which inputs this layout shows: lets the pipeline skip unused stages."""
+        return {"persona": {"face"}, "side-by-side": {"camera", "sketch", "face"},
+                "landmarks": {"sketch"}, "camera": {"camera"}}[self.layout]
+
+    def __call__(self, camera: np.ndarray, sketch: np.ndarray | None, face: np.ndarray | None) -> np.ndarray:
+        # A fresh buffer each frame: sinks may hold on to what they were given.
+        out = np.zeros_like(self._out)
+        if self.layout == "side-by-side":
+            self._side_by_side(out, camera, sketch, face)
+        else:
+            image = {"persona": face, "landmarks": sketch, "camera": camera}[self.layout]
+            if image is not None:
+                fit_into(image, out)
+        return out
+
+    def _side_by_side(self, out, camera, sketch, face) -> None:
+        ch, cw = camera.shape[:2]
+        aspect = cw / ch
+        # Panel height: as tall as the frame allows with all three panels in a row.
+        ph = int(min(self.height, self.width / (aspect + 2)))
+        widths = [int(round(aspect * ph)), ph, ph]
+        x = (self.width - sum(widths)) // 2
+        y = (self.height - ph) // 2
+        for image, w in zip((camera, sketch, face), widths):
+            if image is not None and w > 0 and ph > 0:
+                fit_into(image, out[y:y + ph, x:x + w])
+            x += w

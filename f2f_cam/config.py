@@ -1,0 +1,51 @@
+"""Settings: frozen dataclasses with defaults; the TOML config file loads into them.
+
+Click options map one to one onto fields; a value the user typed beats the config
+file, which beats the default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+from f2f_cam.errors import UserError
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    persona: str | None = None  # None: the user's first persona, else a bundled one
+    layout: str = "persona"  # persona | side-by-side | landmarks | camera
+    retarget: str = "align"  # raw | align | transfer: align works at any distance
+    smoothing: bool = True  # One Euro filter on the landmarks: less jitter
+    min_cutoff: float = 1.5  # One Euro: smoothing at rest (Hz); lower = smoother
+    beta: float = 0.05  # One Euro: speed coefficient; higher = less lag in motion
+    mirror: bool = False  # flip the camera image like a mirror (webcams only)
+    device: str = "cpu"  # where the generator runs: cpu | cuda | mps
+
+
+def load_config(path: Path, section: str = "pipeline", cls=PipelineConfig):
+    """Read ``[section]`` of a TOML file into ``cls`` (defaults for missing keys)."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
+
+    if not path.is_file():
+        return cls()
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8")).get(section, {})
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise UserError(f"config file {path} is not valid TOML ({e}); fix or delete it") from e
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise UserError(f"config file {path}: unknown key(s) in [{section}]: {', '.join(unknown)}; "
+                        f"known: {', '.join(sorted(known))}")
+    return cls(**data)
+
+
+def merge(base, **overrides):
+    """``base`` with every override that is not None."""
+    return dataclasses.replace(base, **{k: v for k, v in overrides.items() if v is not None})

@@ -1,0 +1,54 @@
+"""The persona's generator as a pipeline stage: sketch (uint8) -> face (uint8)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from f2f_cam.persona import Persona
+
+
+def to_input(images: np.ndarray, dtype=None):
+    """uint8 (H, W, 3) or (N, H, W, 3) -> torch float (N, 3, H, W) in [-1, 1]."""
+    import torch
+
+    x = torch.from_numpy(np.ascontiguousarray(images))
+    if x.ndim == 3:
+        x = x[None]
+    x = x.permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
+    return x if dtype is None else x.to(dtype)
+
+
+def to_image(x) -> np.ndarray:
+    """torch (N, 3, H, W) or (3, H, W) in [-1, 1] -> uint8 (N, H, W, 3) or (H, W, 3)."""
+    import torch
+
+    x = x.detach().float().clamp(-1, 1).add(1.0).mul(127.5).round().to(torch.uint8)
+    return x.permute(*range(x.ndim - 3), -2, -1, -3).cpu().numpy()
+
+
+class Generator:
+    """Runs a persona's TorchScript generator on one sketch at a time.
+
+    ``Generator(persona)(sketch)`` with sketch RGB uint8 (S, S, 3) -> RGB uint8 (S, S, 3).
+    """
+
+    def __init__(self, persona: Persona, device: str = "cpu"):
+        import torch
+
+        self.persona = persona
+        self.size = persona.image_size
+        self.device = device
+        self.dtype = getattr(torch, persona.dtype)
+        self.module = persona.load_generator(device)
+
+    def forward(self, x):
+        """(N, 3, S, S) float in [-1, 1] -> (N, 3, S, S) float32 in [-1, 1]."""
+        import torch
+
+        with torch.inference_mode():
+            return self.module(x.to(self.device, self.dtype)).float()
+
+    def __call__(self, sketch: np.ndarray) -> np.ndarray:
+        if sketch.shape != (self.size, self.size, 3):
+            raise ValueError(f"sketch must be ({self.size}, {self.size}, 3), got {sketch.shape}")
+        return to_image(self.forward(to_input(sketch)))[0]

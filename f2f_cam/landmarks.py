@@ -1,0 +1,204 @@
+"""Face landmarks: the MediaPipe Face Landmarker (Tasks API) as one pipeline stage.
+
+``LandmarkDetector(mode="video")(frame, t_ms) -> Face | None`` with the 478 points in
+pixel coordinates of the frame; the largest face wins when there are several.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import sys
+import tempfile
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from f2f_cam import paths
+from f2f_cam.errors import UserError
+
+log = logging.getLogger(__name__)
+
+MODEL_FILE = "face_landmarker.task"
+# The official bundle (float16, version 1); see models/face_landmarker.PROVENANCE.md.
+MODEL_URL = (
+    "https://storage.googleapis.com/mediapipe-models/face_landmarker/"
+    "face_landmarker/float16/1/face_landmarker.task"
+)
+MODEL_SHA256 = "64184e229b263107bc2b804c6625db1341ff2bb731874b0bcc2fe6544e0bc9ff"
+MODEL_SIZE = 3_758_596
+NUM_POINTS = 478
+
+MODES = ("video", "image")
+
+
+@dataclass(frozen=True)
+class Face:
+    """One face: ``points`` (478, 3) float32, x and y in pixels of the frame, z in the
+    same scale as x (MediaPipe's z times the frame width; smaller is nearer)."""
+
+    points: np.ndarray
+
+    @property
+    def xy(self) -> np.ndarray:
+        """(478, 2) float32 pixel coordinates."""
+        return self.points[:, :2]
+
+    def bbox(self) -> tuple[float, float, float, float]:
+        """(x0, y0, x1, y1) of the points, in pixels."""
+        x0, y0 = self.xy.min(axis=0)
+        x1, y1 = self.xy.max(axis=0)
+        return float(x0), float(y0), float(x1), float(y1)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _download(url: str, dest: Path, timeout: float = 30.0) -> None:
+    """Fetch the model to ``dest`` atomically, checking size and SHA-256."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".download-", dir=dest.parent)
+    try:
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as resp:
+            while block := resp.read(1 << 20):
+                out.write(block)
+        if _sha256(Path(tmp)) != MODEL_SHA256:
+            raise UserError(
+                f"downloaded {MODEL_FILE} has the wrong SHA-256; try again later or "
+                f"copy the official file to {dest}"
+            )
+        os.replace(tmp, dest)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def find_model(download: bool = True) -> Path:
+    """Path of a good ``face_landmarker.task``: the bundled one, a cached one, or a
+    fresh download from the official URL (checked against its SHA-256)."""
+    bundled = paths.bundled_models_dir() / MODEL_FILE
+    cached = paths.cache_dir() / MODEL_FILE
+    for candidate in (bundled, cached):
+        if candidate.is_file() and candidate.stat().st_size == MODEL_SIZE:
+            return candidate
+    if not download:
+        raise UserError(f"face landmark model missing: {bundled}; reinstall f2f-cam")
+    log.warning("face landmark model missing at %s; downloading %s", bundled, MODEL_URL)
+    try:
+        _download(MODEL_URL, cached)
+    except OSError as e:  # URLError is an OSError: offline, DNS, refused, timeout
+        raise UserError(
+            f"face landmark model missing ({bundled}) and the download failed ({e}); "
+            f"reinstall f2f-cam, or download {MODEL_URL} to {cached}"
+        ) from e
+    return cached
+
+
+@contextlib.contextmanager
+def _native_stderr_quiet():
+    """Silence stderr at the file-descriptor level unless debug logging is on.
+
+    MediaPipe's C++ side logs INFO/WARNING lines straight to fd 2 when a landmarker is
+    created and on its first frame, and no environment variable turns that off in
+    mediapipe 1.x; the CLI keeps stderr for its own one-line messages.
+    """
+    if log.isEnabledFor(logging.DEBUG):
+        yield
+        return
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no real fd 2 (embedded interpreters)
+        yield
+        return
+    try:
+        with open(os.devnull, "wb") as devnull:
+            os.dup2(devnull.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+class LandmarkDetector:
+    """MediaPipe Face Landmarker: RGB uint8 (H, W, 3) frame -> ``Face`` or None.
+
+    ``mode="video"`` tracks across frames and needs increasing timestamps (ms);
+    ``mode="image"`` treats every frame on its own (stills, image folders).
+    """
+
+    def __init__(
+        self,
+        model_path: str | Path | None = None,
+        mode: str = "video",
+        max_faces: int = 4,
+        min_confidence: float = 0.5,
+    ):
+        if mode not in MODES:
+            raise ValueError(f"unknown landmark mode {mode!r}; choose one of: {', '.join(MODES)}")
+        from mediapipe.tasks.python import BaseOptions, vision
+
+        path = Path(model_path) if model_path else find_model()
+        running_mode = vision.RunningMode.VIDEO if mode == "video" else vision.RunningMode.IMAGE
+        options = vision.FaceLandmarkerOptions(
+            base_options=BaseOptions(model_asset_path=str(path)),
+            running_mode=running_mode,
+            num_faces=max_faces,  # several, so that we can pick the largest one
+            min_face_detection_confidence=min_confidence,
+            min_face_presence_confidence=min_confidence,
+            min_tracking_confidence=min_confidence,
+        )
+        self.mode = mode
+        with _native_stderr_quiet():
+            self._landmarker = vision.FaceLandmarker.create_from_options(options)
+        self._last_t = -1
+        self._calls = 0
+
+    def __call__(self, frame: np.ndarray, t_ms: int | None = None) -> Face | None:
+        import mediapipe as mp
+
+        if self._landmarker is None:
+            raise RuntimeError("LandmarkDetector is closed")
+        h, w = frame.shape[:2]
+        image = mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(frame))
+        # The first call still logs from C++ (delegate set-up); later ones do not.
+        quiet = _native_stderr_quiet() if self._calls == 0 else contextlib.nullcontext()
+        self._calls += 1
+        with quiet:
+            if self.mode == "video":
+                # VIDEO mode rejects timestamps that do not increase.
+                t = self._last_t + 33 if t_ms is None else int(t_ms)
+                t = max(t, self._last_t + 1)
+                self._last_t = t
+                result = self._landmarker.detect_for_video(image, t)
+            else:
+                result = self._landmarker.detect(image)
+        if not result.face_landmarks:
+            return None
+        faces = [
+            np.array([(p.x * w, p.y * h, p.z * w) for p in lms], dtype=np.float32)
+            for lms in result.face_landmarks
+        ]
+        # Largest face = largest bounding-box area: the person at the camera.
+        areas = [np.prod(f[:, :2].max(axis=0) - f[:, :2].min(axis=0)) for f in faces]
+        return Face(points=faces[int(np.argmax(areas))])
+
+    def close(self) -> None:
+        if self._landmarker is not None:
+            self._landmarker.close()
+            self._landmarker = None
+
+    def __enter__(self) -> "LandmarkDetector":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -1,0 +1,78 @@
+"""Where f2f-cam keeps things: platformdirs locations and the bundled models folder.
+
+Every location can be moved with an environment variable (``F2F_CAM_DATA_DIR`` and
+friends) so tests and portable installs never touch the real user folders.
+"""
+
+from __future__ import annotations
+
+import os
+from importlib import resources
+from pathlib import Path
+
+APP_NAME = "f2f-cam"
+
+
+def _dir(env: str, default) -> Path:
+    value = os.environ.get(env)
+    return Path(value).expanduser() if value else Path(default())
+
+
+def data_dir() -> Path:
+    """User data folder (personas live in ``personas/`` below it)."""
+    import platformdirs
+
+    return _dir("F2F_CAM_DATA_DIR", lambda: platformdirs.user_data_path(APP_NAME))
+
+
+def personas_dir() -> Path:
+    """The user's persona store: one folder per installed persona."""
+    return data_dir() / "personas"
+
+
+def config_dir() -> Path:
+    import platformdirs
+
+    return _dir("F2F_CAM_CONFIG_DIR", lambda: platformdirs.user_config_path(APP_NAME))
+
+
+def config_file() -> Path:
+    return config_dir() / "config.toml"
+
+
+def cache_dir() -> Path:
+    import platformdirs
+
+    return _dir("F2F_CAM_CACHE_DIR", lambda: platformdirs.user_cache_path(APP_NAME))
+
+
+def runtime_dir() -> Path:
+    """Per-user runtime folder (the control socket and the daemon lock)."""
+    import platformdirs
+
+    return _dir("F2F_CAM_RUNTIME_DIR", lambda: platformdirs.user_runtime_path(APP_NAME))
+
+
+def log_dir() -> Path:
+    import platformdirs
+
+    return _dir("F2F_CAM_LOG_DIR", lambda: platformdirs.user_log_path(APP_NAME))
+
+
+def bundled_models_dir() -> Path:
+    """The folder of files shipped with f2f-cam (``models/`` in a checkout).
+
+    Installed, ``models/`` is the package ``f2f_cam.models``; running from a checkout
+    without installing, it is the ``models/`` folder beside ``f2f_cam/``.
+    """
+    try:
+        path = Path(str(resources.files("f2f_cam.models")))
+        if path.is_dir():
+            return path
+    except ModuleNotFoundError:
+        pass
+    return Path(__file__).resolve().parent.parent / "models"
+
+
+def bundled_personas_dir() -> Path:
+    return bundled_models_dir() / "personas"

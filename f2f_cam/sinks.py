@@ -1,0 +1,228 @@
+"""Frame sinks: a video file (with the input's audio copied in) and a preview window.
+
+A sink takes RGB uint8 (H, W, 3) frames. The virtual camera sink lives in
+``f2f_cam.virtualcam`` with the daemon.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+from f2f_cam.errors import UserError
+
+log = logging.getLogger(__name__)
+
+# Output container by file suffix: (PyAV format name, video codec, codec options).
+CONTAINERS = {
+    ".mp4": ("mp4", "libx264", {"crf": "18", "preset": "veryfast"}),
+    ".m4v": ("mp4", "libx264", {"crf": "18", "preset": "veryfast"}),
+    ".mov": ("mov", "libx264", {"crf": "18", "preset": "veryfast"}),
+    ".mkv": ("matroska", "libx264", {"crf": "18", "preset": "veryfast"}),
+    ".webm": ("webm", "libvpx-vp9", {"crf": "32", "b": "0", "deadline": "realtime", "cpu-used": "8"}),
+    ".avi": ("avi", "mpeg4", {"qscale": "3"}),
+}
+
+
+class VideoFileSink:
+    """Encodes frames to ``path`` at a constant ``fps``; optionally copies the audio
+    track of ``audio_from`` (a media file) alongside, interleaved by time.
+
+    Written to a temporary file next to ``path`` and renamed on ``close()``; if the
+    ``with`` block fails, or ``abort()`` is called, nothing is left behind.
+    """
+
+    def __init__(self, path: str | Path, size: tuple[int, int], fps: Fraction | float,
+                 audio_from: str | Path | None = None):
+        import av
+
+        self.path = Path(path)
+        suffix = self.path.suffix.lower()
+        if suffix not in CONTAINERS:
+            raise UserError(f"cannot write {self.path.name}: unknown video type '{suffix or '(none)'}'; "
+                            f"use one of: {', '.join(CONTAINERS)}")
+        if self.path.is_dir():
+            raise UserError(f"cannot write {self.path}: it is a folder")
+        parent = self.path.parent
+        if not parent.is_dir():
+            raise UserError(f"cannot write {self.path}: folder {parent} does not exist")
+        fmt, codec, options = CONTAINERS[suffix]
+        w, h = size
+        if w % 2 or h % 2:
+            raise ValueError(f"video size must be even for yuv420p, got {w}x{h}")
+        self.tmp = parent / f".{self.path.name}.partial"
+        try:
+            self._out = av.open(str(self.tmp), "w", format=fmt)
+        except (av.error.FFmpegError, OSError) as e:
+            raise UserError(f"cannot write {self.path}: {getattr(e, 'strerror', None) or e}") from e
+        self.fps = Fraction(fps).limit_denominator(1001 * 120)
+        self._video = self._out.add_stream(codec, rate=self.fps, options=options)
+        self._video.width, self._video.height = w, h
+        self._video.pix_fmt = "yuv420p"
+        self._video.time_base = 1 / self.fps
+        self.frames = 0
+        self._closed = False
+        self._audio_in = None
+        if audio_from is not None:
+            self._open_audio(Path(audio_from))
+
+    # -- audio: copied packet by packet when the container takes the codec ----------
+
+    def _open_audio(self, src: Path) -> None:
+        import av
+
+        inp = av.open(str(src))
+        if not inp.streams.audio:
+            inp.close()
+            return
+        a_in = inp.streams.audio[0]
+        self._audio_in = inp
+        self._audio_stream_in = a_in
+        if a_in.codec_context.name in self._out.supported_codecs:
+            self._audio_out = self._out.add_stream_from_template(a_in)
+            self._transcode = False
+        else:
+            # e.g. PCM into .webm: re-encode with the container's default audio codec.
+            codec = self._out.default_audio_codec
+            self._audio_out = self._out.add_stream(codec, rate=a_in.codec_context.sample_rate or 48000,
+                                                   layout=a_in.codec_context.layout.name)
+            self._transcode = True
+            log.info("audio %s cannot go into %s unchanged; re-encoding as %s",
+                     a_in.codec_context.name, self.path.suffix, codec)
+        self._audio_packets = inp.demux(a_in)
+        self._audio_done = False
+
+    def _mux_audio_until(self, t: float | None) -> None:
+        """Mux input audio packets with start time < t (all of them when t is None)."""
+        if self._audio_in is None or self._audio_done:
+            return
+        for packet in self._audio_packets:
+            if packet.dts is None and packet.size == 0:  # demuxer flush packet
+                continue
+            if self._transcode:
+                for frame in packet.decode():
+                    frame.pts = None
+                    self._out.mux(self._audio_out.encode(frame))
+            else:
+                packet.stream = self._audio_out
+                self._out.mux(packet)
+            pt = packet.pts if packet.pts is not None else packet.dts
+            if t is not None and pt is not None and float(pt * packet.time_base) >= t:
+                return
+        self._audio_done = True
+
+    # -- video --------------------------------------------------------------------
+
+    def write(self, frame: np.ndarray) -> None:
+        import av
+
+        if frame.shape != (self._video.height, self._video.width, 3) or frame.dtype != np.uint8:
+            raise ValueError(f"frame must be uint8 ({self._video.height}, {self._video.width}, 3), "
+                             f"got {frame.dtype} {frame.shape}")
+        vf = av.VideoFrame.from_ndarray(frame, format="rgb24")
+        vf.pts = self.frames
+        self._out.mux(self._video.encode(vf))
+        self.frames += 1
+        self._mux_audio_until(self.frames / float(self.fps))
+
+    def close(self) -> Path:
+        """Finish the file and move it into place (safe to call twice)."""
+        if self._closed:
+            return self.path
+        self._closed = True
+        try:
+            self._out.mux(self._video.encode(None))
+            self._mux_audio_until(None)
+            if self._audio_in is not None and self._transcode:
+                self._out.mux(self._audio_out.encode(None))
+            self._out.close()
+        except Exception:
+            self._cleanup()
+            raise
+        self._close_audio()
+        os.replace(self.tmp, self.path)
+        return self.path
+
+    def abort(self) -> None:
+        """Drop the partial file."""
+        if not self._closed:
+            self._closed = True
+            try:
+                self._out.close()
+            except Exception:  # the file is being thrown away; nothing to save
+                pass
+            self._cleanup()
+
+    def _cleanup(self) -> None:
+        self._close_audio()
+        if self.tmp.exists():
+            self.tmp.unlink()
+
+    def _close_audio(self) -> None:
+        if self._audio_in is not None:
+            self._audio_in.close()
+            self._audio_in = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, *exc):
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+class WindowSink:
+    """A preview window (OpenCV HighGUI). Closing it or pressing q/Esc sets ``closed``."""
+
+    def __init__(self, title: str = "Face2Face Cam"):
+        import cv2
+
+        if os.name == "posix" and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")) \
+                and not _is_macos():
+            raise UserError("no display to open a preview window on; use -o FILE.mp4 instead")
+        self.title = title
+        try:
+            cv2.namedWindow(title, cv2.WINDOW_NORMAL)
+        except cv2.error as e:
+            raise UserError(f"cannot open a preview window ({str(e).strip().splitlines()[-1]})") from e
+        self.closed = False
+
+    def write(self, frame: np.ndarray) -> None:
+        import cv2
+
+        if self.closed:
+            return
+        cv2.imshow(self.title, cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+        key = cv2.waitKey(1) & 0xFF
+        visible = cv2.getWindowProperty(self.title, cv2.WND_PROP_VISIBLE)
+        if key in (ord("q"), 27) or visible < 1:
+            self.close()
+
+    def close(self) -> None:
+        import cv2
+
+        if not self.closed:
+            self.closed = True
+            try:
+                cv2.destroyWindow(self.title)
+                cv2.waitKey(1)
+            except cv2.error:  # already gone
+                pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def _is_macos() -> bool:
+    import sys
+
+    return sys.platform == "darwin"

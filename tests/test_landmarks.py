@@ -1,0 +1,113 @@
+import numpy as np
+import pytest
+
+from f2f_cam import landmarks, synth
+from f2f_cam.errors import UserError
+from f2f_cam.geometry import STABLE_POINTS, apply_affine
+from tests_helpers import invert_affine
+
+from conftest import detect_all
+
+
+def test_faces_found_in_95_percent_and_follow_known_motion(talking_head, clip_spec):
+    path, motions = talking_head
+    faces, size = detect_all(path)
+    assert size == (clip_spec.width, clip_spec.height)
+    assert len(faces) == len(motions)
+    found = [f is not None for f in faces]
+    assert np.mean(found) >= 0.95, f"face found in only {np.mean(found):.0%} of frames"
+    assert all(f.points.shape == (478, 3) for f in faces if f is not None)
+
+    # Map frame 0's stable points through each frame's known head transform: the
+    # detector must see them there (the mouth warp does not move these points).
+    stable = list(STABLE_POINTS)
+    m0 = synth.frame_transform(clip_spec, motions[0])
+    ref = apply_affine(invert_affine(m0), faces[0].xy[stable])  # astronaut-image coords
+    errors = []
+    for face, motion in zip(faces, motions):
+        if face is not None:
+            expected = apply_affine(synth.frame_transform(clip_spec, motion), ref)
+            errors.append(np.linalg.norm(face.xy[stable] - expected, axis=1).mean())
+    face_h = np.ptp(faces[0].xy[:, 1])
+    assert np.mean(errors) < 0.05 * face_h, f"mean error {np.mean(errors):.2f}px on a {face_h:.0f}px face"
+    # The motion is large enough that a detector ignoring it would fail this test.
+    shifts = [np.hypot(m.dx, m.dy) for m in motions]
+    assert max(shifts) > 0.1 * face_h
+
+
+def test_largest_face_wins_and_none_without_face():
+    from skimage import data
+
+    import cv2
+
+    head = data.astronaut()[20:240, 110:330]  # (220, 220, 3) around the face
+    canvas = np.zeros((480, 720, 3), np.uint8)
+    canvas[20:460, 260:700] = cv2.resize(head, (440, 440))  # big face on the right
+    canvas[130:350, 10:230] = head  # half-size face on the left
+    with landmarks.LandmarkDetector(mode="image") as det:
+        face = det(canvas)
+        assert face is not None
+        assert face.xy[:, 0].min() > 260, "picked the small face"
+        left = det(np.ascontiguousarray(canvas[:, :240]))
+        assert left is not None and left.xy[:, 0].max() < 240  # the small one alone is a face too
+        assert det(np.zeros((240, 320, 3), np.uint8)) is None
+
+
+def test_video_mode_accepts_non_increasing_timestamps(talking_head):
+    from f2f_cam.sources import VideoFileSource
+
+    with VideoFileSource(talking_head[0]) as src, landmarks.LandmarkDetector(mode="video") as det:
+        frame = next(iter(src))[1]
+        assert det(frame, 100) is not None
+        assert det(frame, 100) is not None  # same timestamp again: bumped, not an error
+        assert det(frame) is not None  # no timestamp: 33 ms steps
+
+
+def test_missing_model_offline_is_a_clear_error(monkeypatch, tmp_path):
+    from f2f_cam import paths
+
+    monkeypatch.setattr(paths, "bundled_models_dir", lambda: tmp_path / "nothing")
+    monkeypatch.setattr(landmarks, "MODEL_URL", "http://127.0.0.1:9/face_landmarker.task")
+    with pytest.raises(UserError, match="download failed"):
+        landmarks.find_model()
+    assert not list((tmp_path).glob("**/*.task"))
+
+
+def test_model_download_checks_sha256(monkeypatch, tmp_path):
+    """A served file with the wrong hash is refused and nothing is cached."""
+    import http.server
+    import threading
+
+    from f2f_cam import paths
+
+    from tests_helpers import bundled_model
+
+    real_model = bundled_model()
+    srv = tmp_path / "srv"
+    srv.mkdir()
+    (srv / "face_landmarker.task").write_bytes(b"not the model" * 100)
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *a, **k):
+            super().__init__(*a, directory=str(srv), **k)
+
+        def log_message(self, *a):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        monkeypatch.setattr(paths, "bundled_models_dir", lambda: tmp_path / "nothing")
+        monkeypatch.setattr(landmarks, "MODEL_URL", f"http://127.0.0.1:{server.server_port}/face_landmarker.task")
+        with pytest.raises(UserError, match="SHA-256"):
+            landmarks.find_model()
+        assert not (paths.cache_dir() / landmarks.MODEL_FILE).exists()
+        # The real bundle, served the same way, is accepted and cached.
+        import shutil
+
+        shutil.copy(real_model, srv / "face_landmarker.task")
+        got = landmarks.find_model()
+        assert got == paths.cache_dir() / landmarks.MODEL_FILE
+        assert landmarks._sha256(got) == landmarks.MODEL_SHA256
+    finally:
+        server.shutdown()

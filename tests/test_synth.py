@@ -1,0 +1,299 @@
+"""Tests for f2f_cam.synth: the synthetic talking-head clips other tests trust.
+
+The clips stand in for real faces, so besides the file format these tests
+check the ground truth itself against a real MediaPipe face landmarker.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from f2f_cam import synth
+from f2f_cam.synth import Motion, SynthSpec, frame_transform, motion_at, render_frame, write_video
+
+NOSE_TIP, UPPER_LIP_INNER, LOWER_LIP_INNER = 1, 13, 14  # MediaPipe face mesh indices
+
+
+def landmarker_model() -> Path:
+    """Return the face landmarker bundle: the project's copy, else the shared one."""
+    root = Path(__file__).resolve().parents[1]
+    candidates = [
+        root / "models" / "face_landmarker.task",
+        root.parent / "shared" / "assets" / "face_landmarker.task",
+        Path("/work/shared/assets/face_landmarker.task"),
+    ]
+    for path in candidates:
+        if path.is_file():
+            return path
+    raise FileNotFoundError("face_landmarker.task not found; looked in " + ", ".join(map(str, candidates)))
+
+
+def apply(m: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """Apply a (2, 3) affine to points (..., 2)."""
+    return p @ m[:, :2].T + m[:, 2]
+
+
+def invert(m: np.ndarray) -> np.ndarray:
+    """Invert a (2, 3) affine."""
+    return np.linalg.inv(np.vstack([m, [0.0, 0.0, 1.0]]))[:2]
+
+
+def decode(path: Path) -> tuple[list[np.ndarray], list[float]]:
+    """Return the video frames (RGB uint8) and their times in seconds."""
+    with av.open(str(path)) as container:
+        frames = [(f.to_ndarray(format="rgb24"), float(f.time)) for f in container.decode(video=0)]
+    return [f for f, _ in frames], [t for _, t in frames]
+
+
+# --- the file -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        SynthSpec(width=320, height=240, shift=20.0, fps=15.0, seconds=1.4),
+        SynthSpec(width=320, height=240, shift=20.0, fps=12.5, seconds=1.2, audio=True, seed=3),
+    ],
+    ids=["video", "video+audio"],
+)
+def test_write_video_decodes_back(tmp_path, spec):
+    path = tmp_path / "clip.mp4"
+    motions = write_video(path, spec)
+    n = round(spec.fps * spec.seconds)
+    assert len(motions) == n
+    assert motions == [motion_at(spec, i) for i in range(n)]
+    # Nothing but the clip is left in the folder (the temp file was renamed).
+    assert [p.name for p in tmp_path.iterdir()] == ["clip.mp4"]
+
+    frames, times = decode(path)
+    assert len(frames) == n
+    assert frames[0].shape == (spec.height, spec.width, 3)
+    # Constant frame rate: frame i is shown at i / fps.
+    np.testing.assert_allclose(times, np.arange(n) / spec.fps, atol=1e-3)
+    # The frames are the rendered ones (RGB order kept, only coding noise).
+    for i in (0, n // 2, n - 1):
+        diff = np.abs(frames[i].astype(np.int16) - render_frame(spec, motions[i]).astype(np.int16))
+        assert diff.mean() < 3.0, f"frame {i} differs from its rendering by {diff.mean():.1f} on average"
+
+    with av.open(str(path)) as container:
+        video = container.streams.video[0]
+        assert video.codec_context.name == "h264"
+        assert video.codec_context.pix_fmt == "yuv420p"
+        assert video.average_rate == pytest.approx(spec.fps)
+        assert float(video.duration * video.time_base) == pytest.approx(n / spec.fps, abs=0.5 / spec.fps)
+        assert len(container.streams.audio) == (1 if spec.audio else 0)
+        if spec.audio:
+            audio = container.streams.audio[0]
+            assert audio.codec_context.name == "aac"
+            assert audio.sample_rate == 48000
+            assert audio.codec_context.layout.nb_channels == 1
+            assert float(audio.duration * audio.time_base) == pytest.approx(n / spec.fps, abs=0.1)
+            samples = np.concatenate([f.to_ndarray().ravel() for f in container.decode(audio=0)])
+            assert len(samples) / 48000 == pytest.approx(n / spec.fps, abs=0.1)
+            assert 0.01 < np.abs(samples).max() < 0.2  # a quiet tone, not silence
+
+
+def test_write_video_is_atomic(tmp_path, monkeypatch):
+    path = tmp_path / "clip.mp4"
+    path.write_bytes(b"old")
+    real_render = synth.render_frame
+
+    def failing_render(spec, motion):
+        if motion.mouth > 0.3:  # somewhere in the middle of the clip
+            raise RuntimeError("boom")
+        return real_render(spec, motion)
+
+    monkeypatch.setattr(synth, "render_frame", failing_render)
+    with pytest.raises(RuntimeError, match="boom"):
+        write_video(path, SynthSpec(width=320, height=240, shift=20.0, seconds=1.0))
+    # The old file is untouched and no temp file is left behind.
+    assert path.read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir()] == ["clip.mp4"]
+
+
+def test_main_writes_a_clip(tmp_path, capsys):
+    out = tmp_path / "demo.mp4"
+    assert synth.main([str(out), "--seconds", "0.5", "--fps", "10", "--size", "160x120", "--audio", "--seed", "2"]) == 0
+    assert str(out) in capsys.readouterr().out
+    frames, _ = decode(out)
+    assert len(frames) == 5 and frames[0].shape == (120, 160, 3)
+
+
+def test_main_rejects_bad_input(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        synth.main([str(tmp_path / "a.mp4"), "--size", "big"])
+    assert exc.value.code != 0
+    # Odd sizes are a user error with a one-line message, not a traceback.
+    assert synth.main([str(tmp_path / "a.mp4"), "--size", "321x240"]) != 0
+    assert "even" in capsys.readouterr().err
+    assert not (tmp_path / "a.mp4").exists()
+
+
+# --- the ground truth ---------------------------------------------------------
+
+
+def test_frame_zero_is_neutral_and_motion_stays_within_limits():
+    spec = SynthSpec(seed=5)
+    assert motion_at(spec, 0) == Motion(dx=0.0, dy=0.0, scale=1.0, angle=0.0, mouth=0.0)
+    motions = [motion_at(spec, i) for i in range(1200)]  # 80 s
+    dx = np.array([m.dx for m in motions])
+    dy = np.array([m.dy for m in motions])
+    scale = np.array([m.scale for m in motions])
+    angle = np.array([m.angle for m in motions])
+    mouth = np.array([m.mouth for m in motions])
+    assert np.abs(dx).max() <= spec.shift and np.abs(dy).max() <= spec.shift
+    assert np.abs(scale - 1).max() <= spec.zoom
+    assert np.abs(angle).max() <= spec.rotate
+    assert mouth.min() >= 0.0 and mouth.max() <= 1.0
+    # ... and it does move: most of each range is used, the mouth opens wide.
+    assert np.abs(dx).max() > 0.5 * spec.shift and np.abs(dy).max() > 0.5 * spec.shift
+    assert np.abs(scale - 1).max() > 0.5 * spec.zoom and np.abs(angle).max() > 0.5 * spec.rotate
+    assert mouth.max() > 0.9
+    # Smooth: no jumps between frames.
+    assert np.abs(np.diff(dx)).max() < 0.2 * spec.shift
+    # The seed changes the motion; mouth=False keeps the mouth shut.
+    assert motion_at(SynthSpec(seed=6), 10) != motion_at(spec, 10)
+    assert all(motion_at(SynthSpec(mouth=False), i).mouth == 0.0 for i in range(100))
+
+
+def test_frame_transform_geometry():
+    spec = SynthSpec()
+    centre = np.array(synth.FACE_CENTER)
+    neutral = Motion(0.0, 0.0, 1.0, 0.0, 0.0)
+    np.testing.assert_allclose(frame_transform(spec, neutral), synth.base_transform(spec))
+    np.testing.assert_allclose(apply(synth.base_transform(spec), centre), [320.0, 240.0])
+    # Face (forehead to chin) is 45 % of the frame height at face_scale 1.
+    chin, forehead = apply(synth.base_transform(spec), np.array([synth.CHIN, synth.FOREHEAD]))
+    assert chin[1] - forehead[1] == pytest.approx(0.45 * 480)
+    # Counter-clockwise on screen: a point right of the face centre moves up.
+    right = centre + [30.0, 0.0]
+    moved = apply(frame_transform(spec, Motion(0.0, 0.0, 1.0, 10.0, 0.0)), right)
+    still = apply(synth.base_transform(spec), right)
+    assert moved[1] < still[1]
+    # Rotation and scale keep the face centre; the shift moves it.
+    m = Motion(dx=7.0, dy=-5.0, scale=1.1, angle=-8.0, mouth=0.0)
+    np.testing.assert_allclose(apply(frame_transform(spec, m), centre), [327.0, 235.0])
+    # Distances scale by base scale times motion.scale.
+    a, b = apply(frame_transform(spec, m), np.array([centre, right]))
+    assert np.linalg.norm(a - b) == pytest.approx(30.0 * synth.base_transform(spec)[0, 0] * 1.1)
+
+
+def test_spec_rejects_a_face_that_would_leave_the_frame():
+    with pytest.raises(ValueError, match="leaves"):
+        SynthSpec(width=320, height=240)  # default 40 px shift is too much at this size
+    with pytest.raises(ValueError, match="even"):
+        SynthSpec(width=641)
+    SynthSpec(width=320, height=240, shift=20.0)  # fits
+
+
+def test_render_is_deterministic_and_fast():
+    spec = SynthSpec(seed=4)
+    motion = motion_at(spec, 7)
+    assert 0 < motion.mouth < 1
+    first = render_frame(spec, motion)
+    assert first.dtype == np.uint8 and first.shape == (480, 640, 3)
+    assert np.array_equal(first, render_frame(spec, motion))
+    assert np.array_equal(first, render_frame(SynthSpec(seed=4), motion_at(SynthSpec(seed=4), 7)))
+    times = []
+    for i in range(30):
+        start = time.perf_counter()
+        render_frame(spec, motion_at(spec, i))
+        times.append(time.perf_counter() - start)
+    assert np.median(times) < 0.015, f"render takes {np.median(times) * 1e3:.1f} ms a frame"
+
+
+def test_mouth_warp_moves_only_the_mouth_region():
+    spec = SynthSpec()
+    closed = render_frame(spec, Motion(0.0, 0.0, 1.0, 0.0, 0.0))
+    opened = render_frame(spec, Motion(0.0, 0.0, 1.0, 0.0, 1.0))
+    base = synth.base_transform(spec)
+    changed = np.abs(closed.astype(np.int16) - opened.astype(np.int16)).max(axis=2) > 8
+    ys, xs = np.nonzero(changed)
+    # Everything that changed lies in MOUTH_BOX (in output coordinates).
+    x0, y0 = apply(base, np.array(synth.MOUTH_BOX[:2], dtype=float))
+    x1, y1 = apply(base, np.array(synth.MOUTH_BOX[2:], dtype=float))
+    assert xs.min() >= x0 and xs.max() <= x1 and ys.min() >= y0 and ys.max() <= y1
+    # The eyes and nose are untouched; the opened gap between the lips is dark.
+    nose = apply(base, np.array(synth.NOSE_TIP)).astype(int)
+    assert not changed[: nose[1] + 1].any()
+    lips = (np.array(synth.UPPER_LIP_INNER) + np.array(synth.LOWER_LIP_INNER)) / 2
+    gap = apply(base, lips + [0.0, (synth.JAW_DROP - synth.UPPER_LIFT) / 2]).astype(int)
+    assert opened[gap[1], gap[0]].max() < 60
+
+
+# --- what a face tracker sees -------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def landmarker():
+    vision = pytest.importorskip("mediapipe.tasks.python.vision")
+    from mediapipe.tasks.python import BaseOptions
+
+    options = vision.FaceLandmarkerOptions(
+        base_options=BaseOptions(model_asset_path=str(landmarker_model())),
+        running_mode=vision.RunningMode.IMAGE,
+        num_faces=1,
+    )
+    detector = vision.FaceLandmarker.create_from_options(options)
+    yield detector
+    detector.close()  # else MediaPipe prints an exception at interpreter exit
+
+
+def detect(landmarker, image: np.ndarray) -> np.ndarray | None:
+    """Return (478, 2) landmark pixels of the one face in an RGB frame, or None."""
+    import mediapipe as mp
+
+    result = landmarker.detect(mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(image)))
+    if not result.face_landmarks:
+        return None
+    h, w = image.shape[:2]
+    return np.array([[p.x * w, p.y * h] for p in result.face_landmarks[0]])
+
+
+def lip_gap(points: np.ndarray, transform: np.ndarray) -> float:
+    """Inner-lip gap (13 to 14) in astronaut pixels, so head scale does not count."""
+    upper, lower = apply(invert(transform), points[[UPPER_LIP_INNER, LOWER_LIP_INNER]])
+    return float(np.linalg.norm(lower - upper))
+
+
+def test_mediapipe_follows_the_ground_truth(tmp_path, landmarker):
+    spec = SynthSpec(seconds=2.0)
+    path = tmp_path / "talk.mp4"
+    motions = write_video(path, spec)
+    frames, _ = decode(path)
+    found = [detect(landmarker, f) for f in frames]
+
+    rate = sum(p is not None for p in found) / len(found)
+    assert rate >= 0.95, f"a face in only {rate:.0%} of the frames"
+    assert found[0] is not None, "no face in frame 0"
+
+    # The nose tip follows frame_transform: predict every frame's nose from
+    # frame 0's (taken back to astronaut coordinates) and compare.
+    nose0 = apply(invert(frame_transform(spec, motions[0])), found[0][NOSE_TIP])
+    hits = [(m, p) for m, p in zip(motions, found) if p is not None]
+    errors = [np.linalg.norm(apply(frame_transform(spec, m), nose0) - p[NOSE_TIP]) for m, p in hits]
+    assert np.mean(errors) < 6.0, f"nose tip off by {np.mean(errors):.1f} px on average"
+
+    # The detected mouth opens with the ground-truth opening.
+    mouth = np.array([m.mouth for m, _ in hits])
+    gaps = np.array([lip_gap(p, frame_transform(spec, m)) for m, p in hits])
+    assert mouth.max() > 0.6 and mouth.min() < 0.1  # the clip covers closed to wide
+    r = np.corrcoef(mouth, gaps)[0, 1]
+    assert r > 0.8, f"lip gap correlates with mouth opening at only r={r:.2f}"
+
+
+def test_mediapipe_sees_the_mouth_open(landmarker):
+    spec = SynthSpec()
+    gaps = {}
+    for m in (0.0, 1.0):
+        motion = Motion(dx=0.0, dy=0.0, scale=1.0, angle=0.0, mouth=m)
+        points = detect(landmarker, render_frame(spec, motion))
+        assert points is not None
+        gaps[m] = lip_gap(points, frame_transform(spec, motion))
+    # Expect most of the warp's 10.5 astronaut px (jaw drop + lip lift).
+    assert gaps[1.0] - gaps[0.0] > 0.5 * (synth.JAW_DROP + synth.UPPER_LIFT), gaps

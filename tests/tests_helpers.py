@@ -1,0 +1,17 @@
+"""Small helpers shared by tests (not fixtures)."""
+
+from pathlib import Path
+
+import numpy as np
+
+
+def invert_affine(m: np.ndarray) -> np.ndarray:
+    """Inverse of a 2x3 affine."""
+    full = np.vstack([m, [0, 0, 1]])
+    return np.linalg.inv(full)[:2]
+
+
+def bundled_model() -> Path:
+    from f2f_cam.paths import bundled_models_dir
+
+    return bundled_models_dir() / "face_landmarker.task"
