@@ -171,6 +171,15 @@ class CameraSource:
                 return None
             return self._latest
 
+    def latest(self) -> tuple[float, np.ndarray] | None:
+        """The newest frame captured so far, without waiting (None before the first)."""
+        with self._lock:
+            return self._latest
+
+    @property
+    def frames_captured(self) -> int:
+        return self._seq
+
     def __iter__(self) -> Iterator[tuple[float, np.ndarray]]:
         while self._running:
             item = self.read()

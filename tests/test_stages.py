@@ -1,0 +1,122 @@
+"""Unit tests of the small stages: smoothing, retargeting, compositor, sources."""
+
+import time
+
+import cv2
+import numpy as np
+import pytest
+
+from f2f_cam.compositor import Compositor, fit_into
+from f2f_cam.errors import UserError
+from f2f_cam.geometry import STABLE_POINTS, Crop, apply_affine, fit_similarity
+from f2f_cam.retarget import Retargeter
+from f2f_cam.smoothing import Smoother
+from f2f_cam.sources import CameraSource, ImageFolderSource, open_source
+
+from conftest import run_cli
+
+
+def test_fit_similarity_recovers_a_known_transform():
+    rng = np.random.default_rng(0)
+    src = rng.uniform(0, 100, (30, 2))
+    a, s = np.deg2rad(17), 1.7
+    m = np.array([[s * np.cos(a), -s * np.sin(a), 5], [s * np.sin(a), s * np.cos(a), -3]])
+    got = fit_similarity(src, apply_affine(m, src))
+    assert np.allclose(got, m, atol=1e-4)
+
+
+def test_smoother_reduces_jitter_but_follows_motion():
+    rng = np.random.default_rng(1)
+    f = Smoother(min_cutoff=1.0, beta=0.05)
+    still = [f(np.full((478, 2), 100.0) + rng.normal(0, 2, (478, 2)), t / 30) for t in range(60)]
+    assert np.std(np.array(still[30:])) < 1.0  # raw jitter has std 2
+    f.reset()
+    moving = [f(np.full((478, 2), 100.0 + 10 * t), t / 30) for t in range(30)]
+    assert abs(moving[-1][0, 0] - (100 + 290)) < 30  # fast motion: little lag
+
+
+def test_retarget_modes(tiny_persona):
+    from f2f_cam.persona import read_persona
+
+    p = read_persona(tiny_persona[0])
+    # A user face: the persona's canonical face, moved, scaled and rotated in a 640x480 frame.
+    m = np.array([[2.0, -0.3, 150], [0.3, 2.0, 60]])
+    user = apply_affine(m, p.canonical)
+    align = Retargeter(p, "align")(user, (640, 480))
+    assert np.abs(align - p.canonical).max() < 1e-2  # any position or distance: same drawing
+    transfer = Retargeter(p, "transfer")
+    first = transfer(user, (640, 480))
+    assert np.abs(first - p.neutral).max() < 1e-2  # first face = neutral -> persona neutral
+    opened = user.copy()
+    opened[14] += (0, 20)  # the lower lip drops 20 px in the camera (10 px in persona space / 2x scale)
+    moved = transfer(opened, (640, 480))
+    assert moved[14, 1] - p.neutral[14, 1] > 3
+    raw = Retargeter(p, "raw")(np.array([[p.crop.x + p.crop.size / 2, p.crop.y + p.crop.size / 2]] * 478),
+                               (p.crop.frame_width, p.crop.frame_height))
+    assert np.allclose(raw[0], p.image_size / 2, atol=1e-3)  # the crop centre is the image centre
+    with pytest.raises(UserError, match="choose one of: raw, align, transfer"):
+        Retargeter(p, "warp")
+
+
+def test_compositor_layouts():
+    cam = np.full((240, 320, 3), 200, np.uint8)
+    sk = np.zeros((64, 64, 3), np.uint8)
+    sk[10:20] = 255
+    face = np.full((64, 64, 3), 90, np.uint8)
+    out = Compositor("persona", (320, 240))(cam, sk, face)
+    assert out.shape == (240, 320, 3)
+    assert (out[:, 40:280] == 90).all() and (out[:, :40] == 0).all()  # square, undistorted, centred
+    sbs = Compositor("side-by-side", (320 + 480, 240))(cam, sk, face)
+    assert (sbs[:, :320] == 200).all() and (sbs[:, 560:] == 90).all()
+    assert (Compositor("camera", (160, 120))(cam, None, None) == 200).all()
+    assert (Compositor("persona", (320, 240))(cam, None, None) == 0).all()  # nothing yet: black
+    with pytest.raises(UserError, match="unknown layout 'grid'; choose one of: persona, side-by-side, landmarks, camera"):
+        Compositor("grid", (10, 10))
+
+
+def test_fit_into_letterboxes_tall_images():
+    out = np.zeros((100, 100, 3), np.uint8)
+    fit_into(np.full((100, 50, 3), 255, np.uint8), out)
+    assert (out[:, 25:75] == 255).all() and (out[:, :25] == 0).all()
+
+
+def test_image_folder_source_and_video_from_it(tmp_path, talking_head, installed_persona):
+    from f2f_cam.sources import VideoFileSource
+
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    with VideoFileSource(talking_head[0]) as src:
+        for i, (_, frame) in enumerate(src):
+            if i < 8:
+                cv2.imwrite(str(folder / f"{i:03d}.png"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    (folder / "notes.txt").write_text("ignored")
+    src = open_source(folder)
+    assert isinstance(src, ImageFolderSource) and src.frame_count == 8 and src.size == (320, 240)
+    out = tmp_path / "from-images.mp4"
+    proc = run_cli("video", folder, "-o", out, "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    assert "8 frames, face in 8" in proc.stdout
+
+
+def test_camera_source_keeps_only_the_newest_frame(talking_head):
+    """A video file opened through OpenCV stands in for a webcam (no device here)."""
+    from f2f_cam.sources import VideoFileSource
+
+    with VideoFileSource(talking_head[0]) as src:
+        frames = [f for _, f in src]
+    with CameraSource(str(talking_head[0])) as cam:
+        assert cam.size == (320, 240)
+        first = cam.read(timeout=5)
+        assert first is not None and first[1].shape == (240, 320, 3)
+        deadline = time.monotonic() + 10
+        while cam.frames_captured < len(frames) and time.monotonic() < deadline:
+            time.sleep(0.05)  # nobody reads: the capture thread keeps overwriting one slot
+        assert cam.frames_captured == len(frames)
+        t, newest = cam.latest()
+        assert np.abs(newest.astype(int) - frames[-1].astype(int)).mean() < 3  # the last, not the next
+        assert cam.read(timeout=0.2) is None  # nothing newer has come since
+
+
+def test_missing_camera_is_a_user_error():
+    with pytest.raises(UserError, match="cannot open camera"):
+        CameraSource("/dev/video99")
