@@ -183,6 +183,28 @@ def personas_remove(name: str, yes: bool) -> None:
     click.echo(f"removed persona '{name}' ({folder})")
 
 
+# -- commands defined in their own modules ----------------------------------------
+
+def _register_optional() -> None:
+    """Commands whose modules import only click at module level (instant --help)."""
+    import importlib
+
+    for module, names in (("f2f_cam.cli_daemon", ("run", "ctl", "doctor")),
+                          ("f2f_cam.cli_train", ("dataset", "train", "export", "bench"))):
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as e:
+            if e.name != module:
+                raise
+            continue
+        for name in names:
+            if hasattr(mod, name):
+                cli.add_command(getattr(mod, name))
+
+
+_register_optional()
+
+
 # -- entry point ------------------------------------------------------------------
 
 def main(argv: list[str] | None = None) -> int:

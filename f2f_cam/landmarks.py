@@ -164,6 +164,15 @@ class LandmarkDetector:
         self._calls = 0
 
     def __call__(self, frame: np.ndarray, t_ms: int | None = None) -> Face | None:
+        """The largest face in the frame (the person at the camera), or None."""
+        faces = self.detect_all(frame, t_ms)
+        if not faces:
+            return None
+        areas = [np.prod(f.xy.max(axis=0) - f.xy.min(axis=0)) for f in faces]
+        return faces[int(np.argmax(areas))]
+
+    def detect_all(self, frame: np.ndarray, t_ms: int | None = None) -> list[Face]:
+        """Every face found (up to ``max_faces``), in MediaPipe's order."""
         import mediapipe as mp
 
         if self._landmarker is None:
@@ -182,15 +191,10 @@ class LandmarkDetector:
                 result = self._landmarker.detect_for_video(image, t)
             else:
                 result = self._landmarker.detect(image)
-        if not result.face_landmarks:
-            return None
-        faces = [
-            np.array([(p.x * w, p.y * h, p.z * w) for p in lms], dtype=np.float32)
+        return [
+            Face(points=np.array([(p.x * w, p.y * h, p.z * w) for p in lms], dtype=np.float32))
             for lms in result.face_landmarks
         ]
-        # Largest face = largest bounding-box area: the person at the camera.
-        areas = [np.prod(f[:, :2].max(axis=0) - f[:, :2].min(axis=0)) for f in faces]
-        return Face(points=faces[int(np.argmax(areas))])
 
     def close(self) -> None:
         if self._landmarker is not None:

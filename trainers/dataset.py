@@ -1,13 +1,21 @@
-"""Dataset building blocks: the persona's crop and its reference landmarks.
+"""The dataset builder (the old generate_train_data.py + process.py + split.py).
 
-The full dataset builder (frames -> pairs on disk) builds on these; tests use them to
-make personas from the synthetic talking-head video.
+VIDEO -> sampled frames -> landmarks -> one fixed crop -> (A sketch, B photo) pairs on
+disk, with an index of the landmarks and the persona's canonical and neutral faces.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
 import numpy as np
 
+from f2f_cam.errors import UserError
 from f2f_cam.geometry import STABLE_POINTS, Crop, apply_affine, fit_similarity, square_around
 
 # Inner-lip midpoints (upper 13, lower 14) and the face's height (forehead 10, chin 152):
@@ -51,3 +59,186 @@ def reference_landmarks(points: list[np.ndarray], crop: Crop, image_size: int) -
     near = np.flatnonzero(dist <= np.median(dist))
     neutral_idx = near[np.argmin([mouth_opening(img[i]) for i in near])]
     return canonical.astype(np.float32), img[neutral_idx].astype(np.float32)
+
+
+# -- the dataset builder ----------------------------------------------------------
+
+DATASET_JSON = "dataset.json"
+DATASET_FORMAT = 1
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def fit_crop_in_frame(crop: Crop) -> Crop:
+    """Shift the square inside the frame where it fits, and shrink it to the frame's
+    short side where it does not, so the persona is trained on real pixels."""
+    side = min(crop.size, crop.frame_width, crop.frame_height)
+    cx, cy = crop.x + crop.size / 2, crop.y + crop.size / 2
+    x = float(np.clip(cx - side / 2, 0, crop.frame_width - side))
+    y = float(np.clip(cy - side / 2, 0, crop.frame_height - side))
+    return Crop(x, y, float(side), crop.frame_width, crop.frame_height)
+
+
+def _sample_indices(total: int, n: int) -> np.ndarray:
+    """n frame numbers spread evenly over the whole video (not the first n)."""
+    if total <= n:
+        return np.arange(total)
+    return np.unique(np.round(np.linspace(0, total - 1, n)).astype(int))
+
+
+def _count_frames(path: Path) -> int:
+    import av
+
+    with av.open(str(path)) as c:
+        s = c.streams.video[0]
+        if s.frames:
+            return int(s.frames)
+        s.thread_type = "AUTO"
+        return sum(1 for _ in c.decode(s))
+
+
+def build_dataset(video: Path, out_dir: Path, *, frames: int = 400, size: int = 256,
+                  val_fraction: float = 0.1, seed: int = 0, margin: float = 0.25,
+                  progress: bool = True) -> dict:
+    """VIDEO -> ``out_dir`` with A/ (sketches), B/ (photos), index and dataset.json.
+
+    Samples ``frames`` frames over the whole video, keeps those with exactly one face,
+    crops one fixed square around the face region for the whole video, renders the
+    sketches with ``f2f_cam.sketch.render``, and splits train/val with ``seed``.
+    Written into a temp folder and renamed, so a failed run leaves nothing behind.
+    Returns the dataset.json dict.
+    """
+    import cv2
+    from tqdm import tqdm
+
+    from f2f_cam import sketch
+    from f2f_cam.landmarks import LandmarkDetector
+    from f2f_cam.sources import VideoFileSource
+
+    video, out_dir = Path(video), Path(out_dir)
+    if size not in (64, 128, 256, 512):
+        raise UserError(f"invalid --size {size}; choose one of: 64, 128, 256, 512")
+    if not 0 < val_fraction < 1:
+        raise UserError(f"--val-fraction must be between 0 and 1, got {val_fraction}")
+    if frames < 2:
+        raise UserError(f"--frames must be at least 2, got {frames}")
+    with VideoFileSource(video) as probe:  # clear errors for missing / non-video files
+        frame_size = probe.size
+    total = _count_frames(video)
+    if total == 0:
+        raise UserError(f"{video} has no video frames")
+    wanted = set(_sample_indices(total, frames).tolist())
+
+    # Pass 1: landmarks on the sampled frames (IMAGE mode: they are far apart in time).
+    kept: list[tuple[int, float, np.ndarray]] = []
+    skipped = {"no face": 0, "several faces": 0}
+    with VideoFileSource(video) as src, LandmarkDetector(mode="image", max_faces=2) as det:
+        bar = tqdm(total=len(wanted), desc="landmarks", unit="frame", disable=not progress)
+        for i, (t, frame) in enumerate(src):
+            if i not in wanted:
+                continue
+            faces = det.detect_all(frame)
+            bar.update(1)
+            if len(faces) != 1:
+                skipped["no face" if not faces else "several faces"] += 1
+                continue
+            kept.append((i, t, faces[0].points))
+        bar.close()
+    if not kept:
+        raise UserError(f"no face found in {video}; use a video where one face is clearly visible")
+    n_val = max(1, int(round(len(kept) * val_fraction)))
+    if len(kept) - n_val < 4:
+        raise UserError(f"only {len(kept)} of {len(wanted)} sampled frames have exactly one usable face; "
+                        f"too few for a train/val split (need at least {4 + n_val}): use a longer video "
+                        "or more --frames")
+
+    points = [p for _, _, p in kept]
+    crop = fit_crop_in_frame(face_crop(points, frame_size, margin=margin))
+    canonical, neutral = reference_landmarks(points, crop, size)
+    rng = np.random.default_rng(seed)
+    val_set = set(rng.choice(len(kept), size=n_val, replace=False).tolist())
+
+    # Pass 2: crops and sketches, into a temp folder beside the destination.
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        (tmp / "A").mkdir()
+        (tmp / "B").mkdir()
+        index = []
+        by_frame = {i: k for k, (i, _, _) in enumerate(kept)}
+        m = crop.affine(size)
+        with VideoFileSource(video) as src:
+            bar = tqdm(total=len(kept), desc="pairs", unit="pair", disable=not progress)
+            for i, (t, frame) in enumerate(src):
+                k = by_frame.get(i)
+                if k is None:
+                    continue
+                pts = crop.to_image(kept[k][2], size)
+                photo = cv2.warpAffine(frame, m, (size, size), flags=cv2.INTER_AREA,
+                                       borderMode=cv2.BORDER_REPLICATE)
+                name = f"{i:06d}.png"
+                cv2.imwrite(str(tmp / "A" / name), cv2.cvtColor(sketch.render(pts, size), cv2.COLOR_RGB2BGR))
+                cv2.imwrite(str(tmp / "B" / name), cv2.cvtColor(photo, cv2.COLOR_RGB2BGR))
+                index.append({"file": name, "frame": i, "time": round(float(t), 4),
+                              "split": "val" if k in val_set else "train",
+                              "landmarks": np.round(pts, 2).tolist()})
+                bar.update(1)
+            bar.close()
+        meta = {
+            "format": DATASET_FORMAT,
+            "video": str(video.resolve()), "video_sha256": sha256_file(video),
+            "image_size": size, "sketch_version": sketch.SKETCH_VERSION, "seed": seed,
+            "frames_total": total, "frames_sampled": len(wanted), "frames_kept": len(kept),
+            "skipped": skipped, "train": len(kept) - n_val, "val": n_val,
+            "crop": crop.as_dict(),
+            "canonical_landmarks": np.round(canonical, 3).tolist(),
+            "neutral_landmarks": np.round(neutral, 3).tolist(),
+            "pairs": index,
+        }
+        (tmp / DATASET_JSON).write_text(json.dumps(meta), encoding="utf-8")
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        os.replace(tmp, out_dir)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return meta
+
+
+def load_dataset(folder: Path) -> dict:
+    """Read and check a dataset folder: every indexed pair must have both images."""
+    from f2f_cam import sketch
+
+    folder = Path(folder)
+    meta_path = folder / DATASET_JSON
+    if not meta_path.is_file():
+        raise UserError(f"{folder} is not a dataset folder (no {DATASET_JSON}); make one with `f2f-cam dataset`")
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        pairs = meta["pairs"]
+        size = meta["image_size"]
+    except (ValueError, KeyError, TypeError) as e:
+        raise UserError(f"{meta_path} is corrupt ({e}); rebuild the dataset") from e
+    if meta.get("sketch_version") != sketch.SKETCH_VERSION:
+        raise UserError(f"dataset {folder} was drawn with sketch version {meta.get('sketch_version')}, "
+                        f"this f2f-cam draws version {sketch.SKETCH_VERSION}; rebuild it with `f2f-cam dataset`")
+    a_files = {p.name for p in (folder / "A").glob("*.png")}
+    b_files = {p.name for p in (folder / "B").glob("*.png")}
+    listed = {p["file"] for p in pairs}
+    if a_files != b_files or listed != a_files:
+        missing = sorted((listed - a_files) | (listed - b_files) | (a_files ^ b_files))[:3]
+        raise UserError(f"dataset {folder} has mismatched pairs (e.g. {', '.join(missing)}); "
+                        "rebuild it with `f2f-cam dataset`")
+    if not any(p["split"] == "val" for p in pairs) or not any(p["split"] == "train" for p in pairs):
+        raise UserError(f"dataset {folder} needs both train and val pairs; rebuild it")
+    for p in pairs:
+        if np.asarray(p["landmarks"]).shape != (478, 2):
+            raise UserError(f"dataset {folder}: landmarks of {p['file']} are malformed; rebuild it")
+    meta["folder"] = str(folder)
+    meta["image_size"] = size
+    return meta

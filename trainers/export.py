@@ -93,3 +93,65 @@ def export_persona(
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out_dir
+
+
+def training_facts(ckpt: dict, result: dict | None = None) -> dict:
+    """The ``training`` block of persona.json, from a checkpoint (and a train() result)."""
+    hist = ckpt.get("history") or []
+    last = hist[-1] if hist else {}
+    facts = {
+        "video_sha256": ckpt["dataset"]["video_sha256"],
+        "video": Path(ckpt["dataset"]["video"]).name,
+        "frames": ckpt["dataset"]["frames"], "train_pairs": ckpt["dataset"]["train"],
+        "val_pairs": ckpt["dataset"]["val"],
+        "epochs": ckpt["epoch"], "steps": ckpt["step"],
+        "seconds": round(float(ckpt["seconds"]), 1), "minutes": round(float(ckpt["seconds"]) / 60, 1),
+        "device": ckpt.get("device", "cpu"), "precision": ckpt.get("precision", "fp32"),
+        "world_size": ckpt.get("world_size", 1),
+        "batch_size": ckpt["config"]["batch_size"], "ngf": ckpt["config"]["ngf"],
+        "ndf": ckpt["config"]["ndf"], "gan_mode": ckpt["config"]["gan_mode"],
+    }
+    for key in ("val_l1", "val_psnr", "val_ssim"):
+        value = (result or {}).get(key, last.get(key))
+        if value is not None:
+            facts[key] = round(float(value), 4)
+    return facts
+
+
+def export_checkpoint(ckpt_path: Path, name: str, *, display_name: str | None = None,
+                      out_file: Path | None = None, force: bool = False, dtype: str = "float32",
+                      result: dict | None = None):
+    """Checkpoint -> persona: installed in the store, or written to ``out_file`` (.f2f).
+
+    Returns the installed ``Persona``, or the archive path when ``out_file`` is given.
+    """
+    from f2f_cam.persona import PersonaStore, write_archive
+    from trainers.train import build_generator_from_checkpoint, load_checkpoint
+
+    pf.check_name(name)
+    store = PersonaStore()
+    if out_file is None and name in store.names() and not force:
+        raise UserError(f"persona '{name}' already exists; add --force to replace it")
+    ckpt = load_checkpoint(ckpt_path)
+    net = build_generator_from_checkpoint(ckpt)
+    p = ckpt["persona"]
+    crop = Crop(**{k: p["crop"][k] for k in ("x", "y", "size", "frame_width", "frame_height")})
+    if out_file is not None:
+        base = Path(out_file).resolve().parent
+        if not base.is_dir():
+            raise UserError(f"cannot write {out_file}: folder {base} does not exist")
+    else:
+        base = store.root.parent
+        base.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".export-", dir=base) as tmp:
+        folder = export_persona(
+            net, Path(tmp) / name, name=name, display_name=display_name or name,
+            image_size=ckpt["config"]["size"], crop=crop,
+            canonical=np.array(p["canonical"], np.float32), neutral=np.array(p["neutral"], np.float32),
+            training=training_facts(ckpt, result), dtype=dtype,
+            generator_info={"ngf": ckpt["config"]["ngf"], "norm": ckpt["config"].get("norm", "batch"),
+                            "checkpoint_step": ckpt["step"]},
+        )
+        if out_file is not None:
+            return write_archive(folder, Path(out_file))
+        return store.install_folder(folder, force=force)

@@ -1,4 +1,4 @@
-"""pix2pix networks (Isola et al. 2017): the U-Net generator.
+"""pix2pix networks (Isola et al. 2017): the U-Net generator and the PatchGAN discriminator.
 
 Only module definitions live here; the training loop and export are elsewhere.
 """
@@ -13,6 +13,16 @@ from torch import nn
 SIZES = (64, 128, 256, 512)  # image sizes the U-Net is built for (powers of two)
 
 
+def norm_layer(kind: str):
+    """BatchNorm (pix2pix's default) or InstanceNorm (per image: batch-size and
+    process-count independent, so a DDP run on CPUs equals a single process)."""
+    if kind == "batch":
+        return nn.BatchNorm2d
+    if kind == "instance":
+        return lambda c: nn.InstanceNorm2d(c, affine=False, track_running_stats=False)
+    raise ValueError(f"unknown norm {kind!r}; choose one of: batch, instance")
+
+
 class UnetGenerator(nn.Module):
     """The pix2pix U-Net: encoder C64-C128-C256-C512-C512-..., mirrored decoder with
     skip connections, BatchNorm, dropout in the first decoder blocks, tanh output.
@@ -22,8 +32,9 @@ class UnetGenerator(nn.Module):
     """
 
     def __init__(self, size: int = 256, ngf: int = 64, in_ch: int = 3, out_ch: int = 3,
-                 n_dropout: int = 3):
+                 n_dropout: int = 3, norm: str = "batch"):
         super().__init__()
+        Norm = norm_layer(norm)
         if size not in SIZES:
             raise ValueError(f"unknown image size {size}; choose one of: {', '.join(map(str, SIZES))}")
         n = int(math.log2(size))
@@ -37,14 +48,14 @@ class UnetGenerator(nn.Module):
             # No norm on the first layer (paper) nor on the 1x1 bottleneck, where
             # BatchNorm over one pixel and a small batch is meaningless.
             if 0 < i < n - 1:
-                layers.append(nn.BatchNorm2d(chans[i]))
+                layers.append(Norm(chans[i]))
             self.down.append(nn.Sequential(*layers))
 
         self.up = nn.ModuleList()
         for j, i in enumerate(reversed(range(1, n))):  # decoder block j produces chans[i-1]
             c_in = chans[i] if j == 0 else chans[i] * 2  # bottleneck alone, then concat skip
             layers = [nn.ReLU(), nn.ConvTranspose2d(c_in, chans[i - 1], 4, 2, 1, bias=False),
-                      nn.BatchNorm2d(chans[i - 1])]
+                      Norm(chans[i - 1])]
             if j < n_dropout:
                 layers.append(nn.Dropout(0.5))
             self.up.append(nn.Sequential(*layers))
@@ -61,6 +72,31 @@ class UnetGenerator(nn.Module):
         return self.final(torch.cat([x, skips[0]], 1))
 
 
+class NLayerDiscriminator(nn.Module):
+    """PatchGAN: classifies overlapping patches as real or fake (70x70 receptive field
+    with n_layers=3), on the 6-channel (sketch | photo) pair.
+
+    C64-C128-C256-C512 (4x4 convs, stride 2 then 1), BatchNorm except on the first,
+    LeakyReLU 0.2, then a 1-channel conv: (N, 6, S, S) -> (N, 1, S/8 - 2, S/8 - 2) logits.
+    """
+
+    def __init__(self, in_ch: int = 6, ndf: int = 64, n_layers: int = 3, norm: str = "batch"):
+        super().__init__()
+        Norm = norm_layer(norm)
+        layers: list[nn.Module] = [nn.Conv2d(in_ch, ndf, 4, 2, 1), nn.LeakyReLU(0.2)]
+        mult = 1
+        for n in range(1, n_layers + 1):
+            prev, mult = mult, min(2 ** n, 8)
+            stride = 2 if n < n_layers else 1  # the last block keeps the resolution
+            layers += [nn.Conv2d(ndf * prev, ndf * mult, 4, stride, 1, bias=False),
+                       Norm(ndf * mult), nn.LeakyReLU(0.2)]
+        layers.append(nn.Conv2d(ndf * mult, 1, 4, 1, 1))
+        self.model = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+
 def init_weights(module: nn.Module, gain: float = 0.02) -> None:
     """pix2pix init: conv weights N(0, 0.02), BatchNorm weights N(1, 0.02), biases 0."""
     for m in module.modules():
@@ -74,6 +110,19 @@ def init_weights(module: nn.Module, gain: float = 0.02) -> None:
 
 
 GENERATORS = {"unet": UnetGenerator}
+
+
+DISCRIMINATORS = {"patch": NLayerDiscriminator}
+
+
+def define_D(name: str = "patch", ndf: int = 64, n_layers: int = 3, in_ch: int = 6,
+             norm: str = "batch") -> nn.Module:
+    """Build and initialise a discriminator by name; unknown names fail with the choices."""
+    if name not in DISCRIMINATORS:
+        raise ValueError(f"unknown discriminator {name!r}; choose one of: {', '.join(DISCRIMINATORS)}")
+    net = DISCRIMINATORS[name](in_ch=in_ch, ndf=ndf, n_layers=n_layers, norm=norm)
+    init_weights(net)
+    return net
 
 
 def define_G(name: str = "unet", size: int = 256, ngf: int = 64, **kwargs) -> nn.Module:

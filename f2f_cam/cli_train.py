@@ -1,0 +1,192 @@
+"""``f2f-cam dataset | train | export | bench``: building personas.
+
+Only click is imported here at module level: ``trainers`` (and torch) load inside the
+commands, so the daemon and ``f2f-cam --help`` never pay for the training code.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import sys
+from pathlib import Path
+
+import click
+
+from f2f_cam.errors import UserError
+
+log = logging.getLogger(__name__)
+
+
+def _size_option(f):
+    return click.option("--size", type=int, default=256, show_default=True,
+                        help="Persona image size: 64, 128, 256 or 512 px.")(f)
+
+
+@click.command()
+@click.argument("video", type=click.Path(path_type=Path))
+@click.option("-o", "--output", type=click.Path(path_type=Path), required=True, help="Dataset folder to write.")
+@click.option("--frames", type=int, default=400, show_default=True,
+              help="Frames to sample, spread over the whole video.")
+@_size_option
+@click.option("--val-fraction", type=float, default=0.1, show_default=True, help="Share held out for validation.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def dataset(video, output, frames, size, val_fraction, seed, quiet):
+    """Build (sketch, photo) training pairs from a video of one person."""
+    from trainers.dataset import build_dataset
+
+    meta = build_dataset(video, output, frames=frames, size=size, val_fraction=val_fraction,
+                         seed=seed, progress=not quiet)
+    click.echo(f"wrote {output}: {meta['train']} train + {meta['val']} val pairs from "
+               f"{meta['frames_kept']} of {meta['frames_sampled']} sampled frames "
+               f"(skipped: {meta['skipped']['no face']} without a face, "
+               f"{meta['skipped']['several faces']} with several)")
+
+
+@click.command()
+@click.argument("video", required=False, type=click.Path(path_type=Path))
+@click.option("--name", required=True, help="Persona name (lowercase letters, digits, - and _).")
+@click.option("--display-name", default=None, help="Name shown in menus (default: --name).")
+@click.option("--dataset", "dataset_dir", type=click.Path(path_type=Path), default=None,
+              help="Use this dataset folder (from `f2f-cam dataset`) instead of VIDEO.")
+@click.option("--workdir", type=click.Path(path_type=Path), default=None,
+              help="Run folder: dataset, checkpoints, samples, metrics (default: DATA_DIR/runs/NAME).")
+@click.option("--frames", type=int, default=400, show_default=True, help="Frames to sample from VIDEO.")
+@_size_option
+@click.option("--ngf", type=int, default=32, show_default=True, help="Generator width (64: the paper's).")
+@click.option("--ndf", type=int, default=64, show_default=True, help="Discriminator width.")
+@click.option("--norm", type=click.Choice(["batch", "instance"]), default="batch", show_default=True,
+              help="Normalisation: batch (pix2pix) or instance (per image).")
+@click.option("--no-dropout", is_flag=True, help="No dropout in the generator's decoder.")
+@click.option("--epochs", type=int, default=None, help="Passes over the data (the old max_epochs) [default: 30, or none with --minutes].")
+@click.option("--minutes", type=float, default=None, help="Time budget: stop cleanly at it and export.")
+@click.option("--batch-size", type=int, default=4, show_default=True, help="Per process.")
+@click.option("--lr", type=float, default=2e-4, show_default=True)
+@click.option("--gan-mode", type=click.Choice(["vanilla", "lsgan"]), default="vanilla", show_default=True)
+@click.option("--decay-epochs", type=int, default=0, show_default=True, help="Linear lr decay over the last N epochs.")
+@click.option("--save-every", type=int, default=500, show_default=True, help="Steps between checkpoints (the old save_freq).")
+@click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda | mps")
+@click.option("--precision", default="auto", show_default=True, help="auto | fp32 | bf16 | fp16")
+@click.option("--workers", type=int, default=0, show_default=True, help="DataLoader worker processes.")
+@click.option("--sync-bn", is_flag=True, help="SyncBatchNorm across torchrun processes.")
+@click.option("--no-augment", is_flag=True, help="No random rotation/scale/shift of the pairs.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--max-steps", type=int, default=None, hidden=True)
+@click.option("--resume", is_flag=True, help="Continue the run in --workdir from its last checkpoint.")
+@click.option("--force", is_flag=True, help="Replace an existing persona / start the run over.")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def train(video, name, display_name, dataset_dir, workdir, frames, size, ngf, ndf, norm, no_dropout, epochs, minutes,
+          batch_size, lr, gan_mode, decay_epochs, save_every, device, precision, workers, sync_bn,
+          no_augment, seed, max_steps, resume, force, quiet):
+    """Train a persona from one video: dataset -> pix2pix -> export -> install.
+
+    Resumable (--resume), stops cleanly at a time budget (--minutes), and runs under
+    `torchrun --nproc-per-node N -m f2f_cam train ...` for DistributedDataParallel.
+    """
+    from f2f_cam import paths
+    from f2f_cam.persona import PersonaStore, check_name
+    from trainers import train as tr
+    from trainers.dataset import build_dataset, load_dataset, sha256_file
+    from trainers.export import export_checkpoint
+
+    check_name(name)
+    if (video is None) == (dataset_dir is None):
+        raise UserError("give a VIDEO or --dataset DIR (one of the two)")
+    if not force and name in PersonaStore().names():
+        raise UserError(f"persona '{name}' already exists; add --force to replace it, or pick another --name")
+    cfg = tr.TrainConfig(size=size, ngf=ngf, ndf=ndf, norm=norm, dropout=not no_dropout, epochs=epochs if epochs or minutes else 30,
+                         minutes=minutes, batch_size=batch_size, lr=lr, gan_mode=gan_mode,
+                         decay_epochs=decay_epochs, save_every=save_every, device=device, precision=precision,
+                         workers=workers, sync_bn=sync_bn, augment=not no_augment, seed=seed, max_steps=max_steps)
+    run_dir = Path(workdir) if workdir else paths.data_dir() / "runs" / name
+    dd = tr.init_distributed(tr.pick_device(cfg.device).type)
+    ckpt = run_dir / "checkpoints" / "last.pt"
+    if dd.main:
+        if ckpt.exists() and not resume:
+            if not force:
+                raise UserError(f"a training run for '{name}' exists in {run_dir}; add --resume to continue it "
+                                "or --force to start over")
+            shutil.rmtree(run_dir / "checkpoints")
+        if resume and not ckpt.exists():
+            raise UserError(f"nothing to resume: no checkpoint in {run_dir / 'checkpoints'}")
+
+    # Dataset: rank 0 builds (or reuses) it, the others wait.
+    if dataset_dir is None:
+        dataset_dir = run_dir / "dataset"
+        if dd.main:
+            if not Path(video).exists():
+                raise UserError(f"no such file: {video}")
+            reuse = False
+            if (dataset_dir / "dataset.json").exists():
+                old = json.loads((dataset_dir / "dataset.json").read_text())
+                reuse = (old.get("video_sha256") == sha256_file(Path(video)) and old.get("image_size") == size
+                         and old.get("seed") == seed and old.get("frames_sampled", 0) <= frames)
+            if reuse:
+                click.echo(f"reusing the dataset in {dataset_dir}", err=True)
+            else:
+                build_dataset(video, dataset_dir, frames=frames, size=size, seed=seed, progress=not quiet)
+    _barrier(dd)
+    meta = load_dataset(dataset_dir)
+    result = tr.train(cfg, meta, run_dir, resume=resume, progress=not quiet)
+    if not dd.main:
+        return
+    if result["stopped"] == "interrupted":
+        cmd = " ".join(["f2f-cam"] + sys.argv[1:]) if "--resume" in sys.argv else \
+            " ".join(["f2f-cam"] + sys.argv[1:] + ["--resume"])
+        click.echo(f"interrupted; checkpoint saved in {run_dir / 'checkpoints'}. Resume with:\n  {cmd}", err=True)
+        raise SystemExit(130)
+    persona = export_checkpoint(ckpt, name, display_name=display_name, force=force, result=result)
+    click.echo(
+        f"trained {result['epochs']} epochs ({result['steps']} steps, {result['seconds'] / 60:.1f} min on "
+        f"{result['device']}, {result['precision']}; stopped: {result['stopped']}); validation "
+        f"L1 {result.get('val_l1', float('nan')):.4f}, PSNR {result.get('val_psnr', float('nan')):.2f} dB, "
+        f"SSIM {result.get('val_ssim', float('nan')):.3f}\n"
+        f"persona '{name}' installed at {persona.path}\n"
+        f"samples and metrics: {run_dir}\n"
+        f"use it: f2f-cam video IN.mp4 -o OUT.mp4 --persona {name}   or   f2f-cam run --persona {name}"
+    )
+
+
+def _barrier(dd) -> None:
+    if dd.world > 1:
+        import torch.distributed as dist
+
+        dist.barrier()
+
+
+@click.command()
+@click.argument("checkpoint", type=click.Path(path_type=Path))
+@click.option("--name", required=True, help="Persona name.")
+@click.option("--display-name", default=None)
+@click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
+              help="Write NAME.f2f here instead of installing it.")
+@click.option("--force", is_flag=True, help="Replace an installed persona of the same name.")
+def export(checkpoint, name, display_name, output, force):
+    """Turn a training checkpoint into a persona (the old reduce + freeze)."""
+    from trainers.export import export_checkpoint
+
+    out = export_checkpoint(checkpoint, name, display_name=display_name, out_file=output, force=force)
+    if output is not None:
+        click.echo(f"wrote {out}; install it with `f2f-cam personas import {out}`")
+    else:
+        click.echo(f"persona '{name}' installed at {out.path}")
+
+
+@click.command()
+@click.option("--train", "train_bench", is_flag=True, help="Training images/s against the reference step.")
+@click.option("--size", type=int, default=256, show_default=True)
+@click.option("--batch-size", type=int, default=4, show_default=True)
+@click.option("--ngf", "ngfs", type=int, multiple=True, help="Generator widths to measure [default: 64 and 32].")
+@click.option("--steps", type=int, default=3, show_default=True, help="Timed steps per setting (after one warm-up).")
+@click.option("--json", "as_json", is_flag=True)
+def bench(train_bench, size, batch_size, ngfs, steps, as_json):
+    """Measure speed (training with --train)."""
+    if not train_bench:
+        raise UserError("choose what to measure: --train")
+    from trainers.bench import bench_training, format_table
+
+    rows = bench_training(size=size, batch_size=batch_size, ngfs=ngfs or (64, 32), steps=steps,
+                          progress=not as_json)
+    click.echo(json.dumps(rows, indent=2) if as_json else format_table(rows))

@@ -1,0 +1,23 @@
+"""Trains a few steps with trainers.train; run under torchrun by tests/test_train.py.
+
+    python -m torch.distributed.run --nproc-per-node 2 tests/ddp_worker.py DATASET RUN_DIR BATCH
+    python tests/ddp_worker.py DATASET RUN_DIR BATCH            # one process
+"""
+
+import sys
+from pathlib import Path
+
+from trainers.dataset import load_dataset
+from trainers.train import TrainConfig, train
+
+
+def main() -> None:
+    dataset, run_dir, batch = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3])
+    # Instance norm and no dropout: nothing depends on how the global batch is split.
+    cfg = TrainConfig(size=64, ngf=8, ndf=8, norm="instance", dropout=False, epochs=1, batch_size=batch,
+                      max_steps=3, precision="fp32", device="cpu", save_every=0)
+    train(cfg, load_dataset(Path(dataset)), run_dir, progress=False)
+
+
+if __name__ == "__main__":
+    main()
