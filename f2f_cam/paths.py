@@ -13,16 +13,19 @@ from pathlib import Path
 APP_NAME = "f2f-cam"
 
 
-def _dir(env: str, default) -> Path:
+def _dir(env: str, kind: str) -> Path:
+    """``$env`` if set, else platformdirs' ``user_<kind>_path`` for f2f-cam."""
     value = os.environ.get(env)
-    return Path(value).expanduser() if value else Path(default())
+    if value:
+        return Path(value).expanduser()
+    import platformdirs
+
+    return Path(getattr(platformdirs, f"user_{kind}_path")(APP_NAME))
 
 
 def data_dir() -> Path:
     """User data folder (personas live in ``personas/`` below it)."""
-    import platformdirs
-
-    return _dir("F2F_CAM_DATA_DIR", lambda: platformdirs.user_data_path(APP_NAME))
+    return _dir("F2F_CAM_DATA_DIR", "data")
 
 
 def personas_dir() -> Path:
@@ -31,9 +34,7 @@ def personas_dir() -> Path:
 
 
 def config_dir() -> Path:
-    import platformdirs
-
-    return _dir("F2F_CAM_CONFIG_DIR", lambda: platformdirs.user_config_path(APP_NAME))
+    return _dir("F2F_CAM_CONFIG_DIR", "config")
 
 
 def config_file() -> Path:
@@ -41,22 +42,16 @@ def config_file() -> Path:
 
 
 def cache_dir() -> Path:
-    import platformdirs
-
-    return _dir("F2F_CAM_CACHE_DIR", lambda: platformdirs.user_cache_path(APP_NAME))
+    return _dir("F2F_CAM_CACHE_DIR", "cache")
 
 
 def runtime_dir() -> Path:
     """Per-user runtime folder (the control socket and the daemon lock)."""
-    import platformdirs
-
-    return _dir("F2F_CAM_RUNTIME_DIR", lambda: platformdirs.user_runtime_path(APP_NAME))
+    return _dir("F2F_CAM_RUNTIME_DIR", "runtime")
 
 
 def log_dir() -> Path:
-    import platformdirs
-
-    return _dir("F2F_CAM_LOG_DIR", lambda: platformdirs.user_log_path(APP_NAME))
+    return _dir("F2F_CAM_LOG_DIR", "log")
 
 
 def bundled_models_dir() -> Path:

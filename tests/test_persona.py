@@ -32,9 +32,12 @@ def test_round_trip_export_import_load_matches_eager(tiny_persona, tmp_path):
     x = to_input(np.random.default_rng(0).integers(0, 255, (2, TINY_SIZE, TINY_SIZE, 3), dtype=np.uint8))
     with torch.no_grad():
         want = net.eval()(x)
-    got = Generator(loaded).forward(x)
+    got = Generator(loaded, precision="fp32").forward(x)
     assert got.shape == (2, 3, TINY_SIZE, TINY_SIZE)
     assert (got - want).abs().max().item() <= 1e-5
+    # The runtime's default on bf16 hardware: close, not equal.
+    fast = Generator(loaded).forward(x)
+    assert (fast - want).abs().max().item() <= 0.05
     # uint8 path: one sketch in, one face out
     face = Generator(loaded)(np.zeros((TINY_SIZE, TINY_SIZE, 3), np.uint8))
     assert face.shape == (TINY_SIZE, TINY_SIZE, 3) and face.dtype == np.uint8
