@@ -318,6 +318,7 @@ def train(cfg: TrainConfig, meta: dict, run_dir: Path, resume: bool = False, pro
     bar = tqdm(total=None if cfg.epochs is None else cfg.epochs * steps_per_epoch, initial=step,
                unit="step", disable=not (progress and dd.main), dynamic_ncols=True)
     last_losses: dict = {}
+    last_plot = -1e9
     try:
         while cfg.epochs is None or epoch < cfg.epochs:
             sampler.set_epoch(epoch)
@@ -359,7 +360,11 @@ def train(cfg: TrainConfig, meta: dict, run_dir: Path, resume: bool = False, pro
                        "seconds": round(seconds_before + time.monotonic() - t0, 1),
                        "lr": cfg.lr * lr_factor(cfg, epoch), **last_losses, **metrics}
                 history.append(row)
-                write_logs(run_dir, history)
+                # The plot costs ~0.3 s: at most every 30 s here, and once more at the end.
+                plot_now = time.monotonic() - last_plot >= 30
+                write_logs(run_dir, history, plot=plot_now)
+                if plot_now:
+                    last_plot = time.monotonic()
                 save_grid(G_core, val_set, device, amp_dtype, fmt, cfg.val_samples,
                           run_dir / "samples" / f"epoch_{epoch + 1:03d}.png")
                 bar.write(f"epoch {epoch + 1}: val L1 {metrics['val_l1']:.4f}, PSNR {metrics['val_psnr']:.2f} dB, "
@@ -372,6 +377,8 @@ def train(cfg: TrainConfig, meta: dict, run_dir: Path, resume: bool = False, pro
         bar.close()
         if old_handler is not None:
             signal.signal(signal.SIGINT, old_handler)
+    if dd.main and history:
+        write_logs(run_dir, history)
     if stopped == "interrupted" and dd.main:
         log.warning("interrupted at epoch %d, step %d; checkpoint saved to %s", epoch + 1, step, ckpt_path)
     final = history[-1] if history else {}
@@ -508,7 +515,7 @@ def save_grid(G, val_set: PairedDataset, device, amp_dtype, fmt, n: int, path: P
     cv2.imwrite(str(path.with_name("latest.png")), cv2.cvtColor(grid, cv2.COLOR_RGB2BGR))
 
 
-def write_logs(run_dir: Path, history: list[dict]) -> None:
+def write_logs(run_dir: Path, history: list[dict], plot: bool = True) -> None:
     """metrics.csv (all epochs so far) and metrics.png (losses and validation curves)."""
     fields = list(dict.fromkeys(k for row in history for k in row))
     tmp = run_dir / ".metrics.csv.tmp"
@@ -517,7 +524,8 @@ def write_logs(run_dir: Path, history: list[dict]) -> None:
         w.writeheader()
         w.writerows(history)
     os.replace(tmp, run_dir / "metrics.csv")
-    plot_metrics(history, run_dir / "metrics.png")
+    if plot:
+        plot_metrics(history, run_dir / "metrics.png")
 
 
 def plot_metrics(history: list[dict], path: Path) -> None:
