@@ -75,6 +75,29 @@ def video(input: Path, output: Path, persona, layout, retarget, size, no_smoothi
                f"persona {summary['persona'] or '-'}, {summary['seconds']:.1f} s")
 
 
+# -- demo -------------------------------------------------------------------------
+
+@cli.command()
+@click.option("-o", "--output", type=click.Path(path_type=Path), default=Path("f2f-cam-demo.mp4"),
+              show_default=True, help="Where to write the side-by-side video.")
+@click.option("--persona", default=None, help="Persona to drive [default: the bundled 'astronaut'].")
+@click.option("--picture", type=click.Path(path_type=Path), default=None,
+              help="Also write a PNG strip of three moments (driver | sketch | persona).")
+@click.option("--no-preview", is_flag=True, help="Do not open a preview window.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def demo(output: Path, persona, picture, no_preview, quiet) -> None:
+    """Try f2f-cam without a webcam: a bundled clip drives the bundled persona."""
+    from f2f_cam.demo import has_display, play, run_demo
+
+    summary = run_demo(output, persona=persona, picture=picture, progress=not quiet)
+    click.echo(f"wrote {output.resolve()}: driver | sketch | persona '{summary['persona']}', "
+               f"{summary['frames']} frames (face in {summary['frames_with_face']})")
+    if picture is not None:
+        click.echo(f"wrote {picture.resolve()}")
+    if not no_preview and has_display():
+        play(output)
+
+
 # -- personas ---------------------------------------------------------------------
 
 @cli.group()

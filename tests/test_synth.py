@@ -6,6 +6,7 @@ check the ground truth itself against a real MediaPipe face landmarker.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 
@@ -17,6 +18,10 @@ from f2f_cam import synth
 from f2f_cam.synth import Motion, SynthSpec, frame_transform, motion_at, render_frame, write_video
 
 NOSE_TIP, UPPER_LIP_INNER, LOWER_LIP_INNER = 1, 13, 14  # MediaPipe face mesh indices
+FOREHEAD, CHIN = 10, 152
+EYE_LIDS = ((159, 145), (386, 374))  # (upper, lower) lid, subject's right eye then left
+EYE_CORNERS = (33, 133, 362, 263)
+BROW_TOPS = (105, 334)
 
 
 def landmarker_model() -> Path:
@@ -124,6 +129,24 @@ def test_main_writes_a_clip(tmp_path, capsys):
     assert len(frames) == 5 and frames[0].shape == (120, 160, 3)
 
 
+def test_main_passes_style_and_expression_switches(tmp_path, monkeypatch, capsys):
+    seen = []
+
+    def fake_write(path, spec):
+        seen.append(spec)
+        return [motion_at(spec, i) for i in range(spec.frames)]
+
+    monkeypatch.setattr(synth, "write_video", fake_write)
+    out = tmp_path / "drive.mp4"
+    assert synth.main([str(out), "--style", "drive", "--no-blink", "--no-brows", "--size", "320x240"]) == 0
+    assert "drive" in capsys.readouterr().out
+    assert seen[-1].style == "drive" and not seen[-1].blink and not seen[-1].brows
+    assert synth.main([str(out)]) == 0  # defaults: the training style, all expressions
+    assert seen[-1].style == "train" and seen[-1].blink and seen[-1].brows
+    with pytest.raises(SystemExit):
+        synth.main([str(out), "--style", "dance"])
+
+
 def test_main_rejects_bad_input(tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
         synth.main([str(tmp_path / "a.mp4"), "--size", "big"])
@@ -159,6 +182,89 @@ def test_frame_zero_is_neutral_and_motion_stays_within_limits():
     # The seed changes the motion; mouth=False keeps the mouth shut.
     assert motion_at(SynthSpec(seed=6), 10) != motion_at(spec, 10)
     assert all(motion_at(SynthSpec(mouth=False), i).mouth == 0.0 for i in range(100))
+
+
+def clip_motion(spec: SynthSpec) -> dict[str, np.ndarray]:
+    """Every channel of the clip's ground truth, as arrays."""
+    motions = [motion_at(spec, i) for i in range(spec.frames)]
+    return {f.name: np.array([getattr(m, f.name) for m in motions]) for f in dataclasses.fields(Motion)}
+
+
+def runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """(start, length) of each run of True."""
+    edges = np.diff(np.concatenate([[0], mask.astype(int), [0]]))
+    starts, ends = np.nonzero(edges == 1)[0], np.nonzero(edges == -1)[0]
+    return list(zip(starts, ends - starts))
+
+
+def test_train_style_blinks_naturally_and_moves_the_brows_slowly():
+    spec = SynthSpec(seed=5, seconds=80.0)
+    c = clip_motion(spec)
+    assert c["eyes"].min() == 0.0 and c["eyes"].max() <= 1.0
+    assert np.abs(c["brows"]).max() <= synth.TRAIN_BROW_RANGE
+    # Blinks: quick (closed past half for at most 0.2 s), every 3 to 4 s.
+    blinks = runs(c["eyes"] > 0.5)
+    assert 80 / 4.5 <= len(blinks) <= 80 / 2.5
+    assert max(n for _, n in blinks) / spec.fps <= 0.2
+    gaps = np.diff([start for start, _ in blinks]) / spec.fps
+    assert gaps.min() > 2.8 and gaps.max() < 4.2, gaps
+    assert c["eyes"][: round(0.5 * spec.fps)].max() == 0.0  # no blink right at the start
+    # Brows: slow (a small step per frame) but they do move.
+    assert np.ptp(c["brows"]) > 0.5 * synth.TRAIN_BROW_RANGE
+    assert np.abs(np.diff(c["brows"])).max() < 0.05
+    # The seed moves the blinks; the switches turn the channels off and
+    # leave the rest of the motion as it was.
+    other = clip_motion(SynthSpec(seed=6, seconds=80.0))
+    assert [s for s, _ in runs(other["eyes"] > 0.5)] != [s for s, _ in blinks]
+    still = clip_motion(SynthSpec(seed=5, seconds=80.0, blink=False, brows=False))
+    assert not still["eyes"].any() and not still["brows"].any()
+    for name in ("dx", "dy", "scale", "angle", "mouth"):
+        np.testing.assert_array_equal(still[name], c[name])
+
+
+def syllable_rate(mouth: np.ndarray, fps: float) -> float:
+    """The strongest frequency of the mouth opening above 1 Hz (slower is talk and pause)."""
+    spectrum = np.abs(np.fft.rfft(mouth - mouth.mean()))
+    freqs = np.fft.rfftfreq(len(mouth), 1 / fps)
+    spectrum[freqs < 1.0] = 0.0
+    return float(freqs[np.argmax(spectrum)])
+
+
+@pytest.mark.parametrize("seed", [0, 7])
+def test_drive_style_moves_unlike_the_training_style(seed):
+    train = SynthSpec(seed=seed, seconds=14.0)
+    drive = SynthSpec(seed=seed, seconds=14.0, style="drive")
+    t, d = clip_motion(train), clip_motion(drive)
+    # Both start from the neutral frame (retargeting takes the first face as
+    # the neutral one) and stay within the spec's limits.
+    assert motion_at(drive, 0) == motion_at(train, 0) == Motion(0.0, 0.0, 1.0, 0.0, 0.0, eyes=0.0, brows=0.0)
+    assert np.abs(d["dx"]).max() <= drive.shift and np.abs(d["dy"]).max() <= drive.shift
+    assert np.abs(d["scale"] - 1).max() <= drive.zoom and np.abs(d["angle"]).max() <= drive.rotate
+    for c in (t, d):
+        assert 0 <= c["mouth"].min() and c["mouth"].max() <= 1 and 0 <= c["eyes"].min() and c["eyes"].max() <= 1
+        assert np.abs(c["brows"]).max() <= 1
+    # The head tilts mostly one way, far.
+    assert d["angle"].min() > -0.3 * drive.rotate and d["angle"].max() > 0.8 * drive.rotate
+    assert d["angle"].mean() > 0.4 * drive.rotate
+    # Faster talking, with pauses.
+    assert syllable_rate(t["mouth"], train.fps) == pytest.approx(synth.MOUTH_RATE, abs=0.2)
+    assert syllable_rate(d["mouth"], drive.fps) == pytest.approx(synth.DRIVE_MOUTH_RATE, abs=0.3)
+    pauses = [n for _, n in runs(d["mouth"] < 0.05) if n >= drive.fps]
+    assert pauses, "the driving clip never pauses a second"
+    assert not [n for _, n in runs(t["mouth"] < 0.05) if n >= train.fps // 2]
+    # A long eyes-closed moment (only blinks in training) ...
+    assert max(n for _, n in runs(d["eyes"] > 0.9)) / drive.fps >= 0.8
+    assert max(n for _, n in runs(t["eyes"] > 0.5)) / train.fps <= 0.2
+    # ... narrowed eyes, a full brow raise and a frown (training stays milder).
+    assert ((d["eyes"] > 0.2) & (d["eyes"] < 0.5)).sum() / drive.fps > 1.0
+    assert d["brows"].max() > 0.95 and d["brows"].min() < -0.7
+    assert np.abs(t["brows"]).max() <= synth.TRAIN_BROW_RANGE
+    assert not clip_motion(dataclasses.replace(drive, blink=False))["eyes"].any()
+
+
+def test_spec_rejects_an_unknown_style():
+    with pytest.raises(ValueError, match="style"):
+        SynthSpec(style="dance")
 
 
 def test_frame_transform_geometry():
@@ -201,8 +307,10 @@ def test_render_is_deterministic_and_fast():
     assert np.array_equal(first, render_frame(SynthSpec(seed=4), motion_at(SynthSpec(seed=4), 7)))
     times = []
     for i in range(30):
+        # Every warp at once: mouth, eyes (half the frames) and brows.
+        motion = dataclasses.replace(motion_at(spec, i), eyes=(i % 2) * 0.6, brows=0.8 if i % 3 else -0.7)
         start = time.perf_counter()
-        render_frame(spec, motion_at(spec, i))
+        render_frame(spec, motion)
         times.append(time.perf_counter() - start)
     assert np.median(times) < 0.015, f"render takes {np.median(times) * 1e3:.1f} ms a frame"
 
@@ -224,6 +332,64 @@ def test_mouth_warp_moves_only_the_mouth_region():
     lips = (np.array(synth.UPPER_LIP_INNER) + np.array(synth.LOWER_LIP_INNER)) / 2
     gap = apply(base, lips + [0.0, (synth.JAW_DROP - synth.UPPER_LIFT) / 2]).astype(int)
     assert opened[gap[1], gap[0]].max() < 60
+
+
+def changed_pixels(spec: SynthSpec, motion: Motion) -> np.ndarray:
+    """(h, w) bool: where a frame differs from the neutral one by more than 8."""
+    neutral = render_frame(spec, Motion(0.0, 0.0, 1.0, 0.0, 0.0))
+    return np.abs(render_frame(spec, motion).astype(np.int16) - neutral.astype(np.int16)).max(axis=2) > 8
+
+
+def test_eye_and_brow_warps_stay_in_their_places():
+    spec = SynthSpec()
+    base = synth.base_transform(spec)
+    corners = apply(base, np.array([synth.UPPER_BOX[:2], synth.UPPER_BOX[2:]], dtype=float))
+    outside = np.ones((spec.height, spec.width), bool)
+    (x0, y0), (x1, y1) = np.floor(corners[0]).astype(int), np.ceil(corners[1]).astype(int)
+    outside[y0:y1, x0:x1] = False
+    lids = apply(base, np.array([synth.RIGHT_EYE_OUTER, synth.RIGHT_EYE_INNER, synth.LEFT_EYE_INNER,
+                                 synth.LEFT_EYE_OUTER, synth.RIGHT_EYE_UPPER, synth.LEFT_EYE_UPPER]))
+    brow_top = apply(base, np.array(min(synth.RIGHT_BROW + synth.LEFT_BROW, key=lambda p: p[1])))[1]
+
+    closed = changed_pixels(spec, Motion(0.0, 0.0, 1.0, 0.0, 0.0, eyes=1.0))
+    assert closed.any() and not closed[outside].any()
+    ys, xs = np.nonzero(closed)
+    # Only around the eyes: from the eye corners sideways, from below the brows down.
+    assert xs.min() >= lids[0, 0] - 2 and xs.max() <= lids[3, 0] + 2
+    assert not closed[:, round(lids[1, 0]) + 2:round(lids[2, 0]) - 2].any()  # between the eyes
+    assert ys.min() > brow_top + 4
+    for b in (1.0, -1.0):
+        moved = changed_pixels(spec, Motion(0.0, 0.0, 1.0, 0.0, 0.0, brows=b))
+        assert moved.any() and not moved[outside].any()
+        # The eye openings do not move: nothing changes in the middle half of
+        # each eye from the upper lid down, nor anywhere below the eyes.
+        for outer, inner, upper in ((0, 1, 4), (3, 2, 5)):
+            x_lo, x_hi = sorted((lids[outer, 0], lids[inner, 0]))
+            quarter = (x_hi - x_lo) / 4
+            assert not moved[round(lids[upper, 1]):, round(x_lo + quarter):round(x_hi - quarter)].any()
+        assert not moved[round(lids[:4, 1].max()) + 2:, round(lids[0, 0]):round(lids[3, 0])].any()
+
+
+def test_closed_eyes_look_like_eyelids():
+    spec = SynthSpec()
+    frame = render_frame(spec, Motion(0.0, 0.0, 1.0, 0.0, 0.0, eyes=1.0)).astype(float)
+    neutral = render_frame(spec, Motion(0.0, 0.0, 1.0, 0.0, 0.0)).astype(float)
+    base = synth.base_transform(spec)
+    for upper, lower in ((synth.RIGHT_EYE_UPPER, synth.RIGHT_EYE_LOWER), (synth.LEFT_EYE_UPPER, synth.LEFT_EYE_LOWER)):
+        upper, lower = np.array(upper), np.array(lower)
+        meet = upper + synth.EYE_MEET * (lower - upper)  # where the lids meet
+        # The lid now covering the opening (from the photo's upper lid to just
+        # above the lash line, mid-eye) is skin: nearly as bright as the skin
+        # above the eye, warm, and brighter than the iris that was there.
+        (x, y0), (_, y1) = apply(base, np.array([upper + [0.0, 0.5], meet - [0.0, 1.5]])).round().astype(int)
+        lid, iris = frame[y0:y1, x - 4:x + 5].mean(axis=(0, 1)), neutral[y0:y1, x - 4:x + 5].mean(axis=(0, 1))
+        sx, sy = apply(base, upper - [0.0, 4.5]).astype(int)
+        skin = frame[sy - 1:sy + 2, sx - 4:sx + 5].mean(axis=(0, 1))
+        assert lid.mean() > 0.75 * skin.mean(), (lid, skin)  # not a dark smear of lashes and crease
+        assert lid.mean() > iris.mean() + 40 and lid[0] > lid[2], (lid, iris)
+        # A dark lash line remains where the lids meet.
+        column = frame[y0 - 6:y1 + 12, x].mean(axis=1)
+        assert column.min() < 0.7 * column.max()
 
 
 # --- what a face tracker sees -------------------------------------------------
@@ -297,3 +463,66 @@ def test_mediapipe_sees_the_mouth_open(landmarker):
         gaps[m] = lip_gap(points, frame_transform(spec, motion))
     # Expect most of the warp's 10.5 astronaut px (jaw drop + lip lift).
     assert gaps[1.0] - gaps[0.0] > 0.5 * (synth.JAW_DROP + synth.UPPER_LIFT), gaps
+
+
+def eye_aperture(points: np.ndarray) -> float:
+    """Mean lid gap of both eyes (159-145, 386-374) over the face height (10-152)."""
+    face = np.linalg.norm(points[CHIN] - points[FOREHEAD])
+    return float(np.mean([np.linalg.norm(points[u] - points[d]) for u, d in EYE_LIDS]) / face)
+
+
+def brow_height(points: np.ndarray) -> float:
+    """How far the brows (105, 334) sit above the eye corners, over the face height."""
+    face = np.linalg.norm(points[CHIN] - points[FOREHEAD])
+    return float((points[list(EYE_CORNERS), 1].mean() - points[list(BROW_TOPS), 1].mean()) / face)
+
+
+@pytest.mark.parametrize("pose", [(0.0, 0.0, 1.0, 0.0, 0.0), (15.0, -10.0, 1.1, 8.0, 0.7)], ids=["neutral", "moved"])
+def test_mediapipe_sees_the_eyes_close_and_the_brows_move(landmarker, pose):
+    spec = SynthSpec()
+
+    def measure(**expression) -> np.ndarray:
+        points = detect(landmarker, render_frame(spec, Motion(*pose, **expression)))
+        assert points is not None, expression
+        return points
+
+    open_, closed = eye_aperture(measure(eyes=0.0)), eye_aperture(measure(eyes=1.0))
+    assert closed < 0.5 * open_, (open_, closed)
+    level = brow_height(measure())
+    raised, lowered = brow_height(measure(brows=1.0)) - level, brow_height(measure(brows=-1.0)) - level
+    # Truth: 4 % of the face height either way. MediaPipe sees about 2.5 %
+    # up and 1.5 % down (it resists a brow nearing the eye).
+    assert raised > 0.015 and lowered < -0.008, (raised, lowered)
+
+
+@pytest.fixture(scope="module")
+def style_clips(landmarker):
+    """{style: (spec, motions, landmarks or None per frame)}: 7 s of each style at 6 fps."""
+    clips = {}
+    for style in ("train", "drive"):
+        spec = SynthSpec(style=style, seed=2, fps=6.0, seconds=7.0)
+        motions = [motion_at(spec, i) for i in range(spec.frames)]
+        clips[style] = spec, motions, [detect(landmarker, render_frame(spec, m)) for m in motions]
+    return clips
+
+
+@pytest.mark.parametrize("style", ["train", "drive"])
+def test_mediapipe_tracks_both_styles_inside_the_frame(style_clips, style):
+    spec, motions, found = style_clips[style]
+    rate = np.mean([p is not None for p in found])
+    assert rate >= 0.95, f"a face in only {rate:.0%} of the {style} frames"
+    face = np.array([[x, y] for x in synth.FACE_BOX[::2] for y in synth.FACE_BOX[1::2]])
+    for motion, points in zip(motions, found):
+        box = apply(frame_transform(spec, motion), face)
+        assert box.min() >= 0 and box[:, 0].max() < spec.width and box[:, 1].max() < spec.height
+        if points is not None:
+            assert points.min() >= 0 and points[:, 0].max() < spec.width and points[:, 1].max() < spec.height
+    # The tracker follows the expressions over the clip.
+    hits = [(m, p) for m, p in zip(motions, found) if p is not None]
+    brows = np.array([m.brows for m, _ in hits])
+    r = np.corrcoef(brows, [brow_height(p) for _, p in hits])[0, 1]
+    assert r > 0.6, f"brow height correlates with brows at only r={r:.2f}"
+    if style == "drive":  # the training clip at 6 fps catches too few blinks to tell
+        eyes = np.array([m.eyes for m, _ in hits])
+        r = np.corrcoef(eyes, [-eye_aperture(p) for _, p in hits])[0, 1]
+        assert r > 0.7, f"eye closing correlates with the (negated) aperture at only r={r:.2f}"
