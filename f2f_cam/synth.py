@@ -556,6 +556,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=SynthSpec.seed, help="motion seed (default %(default)s)")
     parser.add_argument("--shift", type=float, default=None,
                         help="largest head shift in px (default 40 at 480 px height, scaled with the height)")
+    parser.add_argument("--zoom", type=float, default=SynthSpec.zoom,
+                        help="largest relative head scale change (default %(default)s)")
+    parser.add_argument("--rotate", type=float, default=SynthSpec.rotate,
+                        help="largest head rotation in degrees (default %(default)s)")
     parser.add_argument("--style", choices=STYLES, default=SynthSpec.style,
                         help="motion and expressions: 'train' for a persona's training clip, 'drive' for a clip "
                              "that moves unlike it, to drive a persona with (default %(default)s)")
@@ -570,7 +574,8 @@ def main(argv: list[str] | None = None) -> int:
         # face inside smaller frames too.
         shift = SynthSpec.shift * height / SynthSpec.height if args.shift is None else args.shift
         spec = SynthSpec(width=width, height=height, fps=args.fps, seconds=args.seconds,
-                         shift=shift, audio=args.audio, seed=args.seed, style=args.style,
+                         shift=shift, zoom=args.zoom, rotate=args.rotate, audio=args.audio,
+                         seed=args.seed, style=args.style,
                          blink=args.blink, brows=args.brows)
         motions = write_video(args.out, spec)
     except (ValueError, OSError) as exc:
