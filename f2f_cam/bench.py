@@ -11,8 +11,6 @@ import statistics
 import time
 from pathlib import Path
 
-import numpy as np
-
 from f2f_cam.config import PipelineConfig
 from f2f_cam.errors import UserError
 

@@ -241,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
         if verbose:
             traceback.print_exc()
         click.echo(f"f2f-cam: error: {e}", err=True)
-        return 1
+        return e.exit_code
     except click.UsageError as e:
         hint = f" (see `{e.ctx.command_path} --help`)" if e.ctx else ""
         click.echo(f"f2f-cam: error: {e.format_message()}{hint}", err=True)

@@ -25,6 +25,22 @@ class PipelineConfig:
     device: str = "cpu"  # where the generator runs: cpu | cuda | mps
 
 
+@dataclass(frozen=True)
+class DaemonConfig:
+    """``f2f-cam run`` ([daemon] in config.toml); persona, layout, retarget and the like
+    come from [pipeline]."""
+
+    camera: str = "0"  # webcam index, /dev/videoN, or a video file (looped, in real time)
+    output: str = "virtualcam"  # virtualcam | window | FILE.mp4 (.mkv, .webm, ...)
+    backend: str = "auto"  # auto | v4l2loopback | obs | unitycapture
+    device: str | None = None  # virtual camera device; None: the "Face2Face Cam" one, else the default
+    size: str = "1280x720"  # output WIDTHxHEIGHT: what video apps expect of an HD webcam
+    fps: float = 30.0  # output frame rate; the last frame repeats when processing is slower
+    mirror: bool | None = None  # None: mirror a webcam (what users expect), not a video file
+    tray: bool = True  # tray icon; false runs headless (`f2f-cam ctl` works either way)
+    retry_seconds: float = 1.0  # how often a lost camera is reopened
+
+
 def load_config(path: Path, section: str = "pipeline", cls=PipelineConfig):
     """Read ``[section]`` of a TOML file into ``cls`` (defaults for missing keys)."""
     try:

@@ -146,6 +146,7 @@ class CameraSource:
         self._latest: tuple[float, np.ndarray] | None = None
         self._seq = 0
         self._running = True
+        self.failed_reads = 0  # in a row: an unplugged camera keeps failing
         self._t0 = time.monotonic()
         self._thread = threading.Thread(target=self._capture, name="camera", daemon=True)
         self._thread.start()
@@ -154,9 +155,12 @@ class CameraSource:
         while self._running:
             ok, bgr = self._cap.read()
             if not ok:
-                log.warning("camera %s returned no frame", self.device)
+                if self.failed_reads == 0:  # once per failure streak, not ten times a second
+                    log.warning("camera %s returned no frame", self.device)
+                self.failed_reads += 1
                 time.sleep(0.1)
                 continue
+            self.failed_reads = 0
             frame = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
             with self._lock:
                 self._latest = (time.monotonic() - self._t0, frame)  # overwrite: newest wins
@@ -197,6 +201,77 @@ class CameraSource:
 
     def __exit__(self, *exc):
         self.close()
+
+
+class RealTimeSource:
+    """A video file or image folder delivered like a camera: looped forever, each frame
+    handed out by ``read()`` when it is due at the file's frame rate (a stand-in webcam
+    for the daemon, so everything runs without one)."""
+
+    def __init__(self, source: VideoFileSource | ImageFolderSource):
+        self.source = source
+        self.size = source.size
+        self.fps = source.fps
+        self._frames: Iterator[tuple[float, np.ndarray]] | None = None
+        self._pending: tuple[float, np.ndarray] | None = None
+        self._offset = 0.0  # seconds of the loops already played
+        self._last_t = 0.0
+        self._t0: float | None = None  # monotonic time of t = 0
+
+    def _next(self) -> tuple[float, np.ndarray]:
+        for _ in range(2):
+            if self._frames is None:
+                self._frames = iter(self.source)
+            try:
+                t, frame = next(self._frames)
+                return t + self._offset, frame
+            except StopIteration:  # an image folder (a video file loops by itself)
+                self._frames = None
+                self._offset = self._last_t + 1 / float(self.fps)
+        raise UserError(f"{getattr(self.source, 'path', 'the source')} has no frames")
+
+    def read(self, timeout: float = 1.0) -> tuple[float, np.ndarray] | None:
+        """The next frame when it is due, or None if it is not due within ``timeout`` s."""
+        if self._pending is None:
+            self._pending = self._next()
+            self._last_t = self._pending[0]
+        t, frame = self._pending
+        now = time.monotonic()
+        if self._t0 is None or now - (self._t0 + t) > 2 / float(self.fps):
+            self._t0 = now - t  # start, or fell behind: carry on from now, no burst
+        wait = self._t0 + t - now
+        if wait > timeout:
+            time.sleep(timeout)
+            return None
+        if wait > 0:
+            time.sleep(wait)
+        self._pending = None
+        return t, frame
+
+    def close(self) -> None:
+        self.source.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def is_camera(spec: str | int | Path) -> bool:
+    """Whether ``spec`` names a webcam (an index or /dev/videoN) rather than a file."""
+    return isinstance(spec, int) or str(spec).isdigit() or str(spec).startswith("/dev/video")
+
+
+def open_live_source(spec: str | int | Path):
+    """What ``f2f-cam run --camera`` takes: a webcam, or a video file or image folder
+    played in real time, looped. Either has ``read(timeout) -> (t, frame) | None``."""
+    if is_camera(spec):
+        return CameraSource(int(spec) if str(spec).isdigit() else str(spec))
+    path = Path(spec)
+    if path.is_dir():
+        return RealTimeSource(ImageFolderSource(path))
+    return RealTimeSource(VideoFileSource(path, loop=True))
 
 
 def open_source(spec: str | int | Path, loop: bool = False, fps: float = 25.0):

@@ -16,6 +16,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from tests_helpers import skip_unless
 
 ROOT = Path(__file__).resolve().parents[1]
 LINUX = ROOT / "installer" / "linux" / "install.sh"
@@ -404,8 +405,7 @@ def test_shell_scripts_parse():
 
 
 def test_shellcheck_passes():
-    if not shutil.which("shellcheck"):
-        pytest.skip("shellcheck is not installed (CI installs it: apt-get install -y shellcheck)")
+    skip_unless(bool(shutil.which("shellcheck")), "shellcheck is not installed (apt-get install -y shellcheck)")
     r = subprocess.run(["shellcheck", str(LINUX), str(MACOS)], capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
 

@@ -1,0 +1,301 @@
+"""``f2f-cam doctor``: what works on this machine, and for each problem, its fix.
+
+Every check is quick and can neither hang nor crash the report: cameras are probed in
+threads with a timeout, the tray in a subprocess with a timeout, and any exception a
+check raises becomes that check's problem line.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import platform
+import subprocess
+import sys
+import threading
+import time
+
+from f2f_cam.errors import UserError
+
+CAMERA_TIMEOUT = 3.0  # seconds per camera probe
+TRAY_TIMEOUT = 15.0  # seconds for `import pystray` in a subprocess
+
+
+def _check(name: str, status: str, summary: str, fix: str | None = None, essential: bool = False,
+           **details) -> dict:
+    """status: ok | note (works, but read this) | problem."""
+    return {"name": name, "status": status, "essential": essential, "summary": summary, "fix": fix,
+            "details": details}
+
+
+def run_checks() -> dict:
+    """All checks; ``ok`` is False when an essential one has a problem."""
+    checks = []
+    for fn in (check_landmark_model, check_personas, check_virtual_camera, check_cameras, check_torch,
+               check_display_and_tray, check_daemon):
+        t0 = time.monotonic()
+        try:
+            result = fn()
+        except Exception as e:  # a check must never take the report down
+            result = _check(fn.__name__.removeprefix("check_").replace("_", " "), "problem",
+                            f"the check itself failed: {type(e).__name__}: {e}",
+                            "please report this (run `f2f-cam --verbose doctor`)")
+        result["seconds"] = round(time.monotonic() - t0, 2)
+        checks.append(result)
+    ok = not any(c["essential"] and c["status"] == "problem" for c in checks)
+    return {"ok": ok, "platform": f"{platform.system()} {platform.release()} ({platform.machine()}), "
+                                  f"Python {platform.python_version()}", "checks": checks}
+
+
+def format_report(report: dict) -> str:
+    lines = [f"f2f-cam doctor: {report['platform']}"]
+    for c in report["checks"]:
+        lines.append(f"  {c['status']:<8} {c['name']:<17} {c['summary']}")
+        if c["fix"] and c["status"] != "ok":
+            lines.append(f"  {'':<8} {'':<17} fix: {c['fix']}")
+    lines.append("essentials work: " + ("yes" if report["ok"] else
+                                        "NO (see the problems marked essential above)"))
+    return "\n".join(lines)
+
+
+# -- landmarks and personas (the essentials) ---------------------------------------------
+
+def check_landmark_model() -> dict:
+    from f2f_cam.landmarks import LandmarkDetector, find_model
+
+    try:
+        path = find_model(download=False)
+    except UserError as e:
+        return _check("landmark model", "problem", str(e),
+                      "reinstall f2f-cam, or run any f2f-cam command online once to download it", essential=True)
+    try:
+        LandmarkDetector(path, mode="image").close()
+    except Exception as e:
+        return _check("landmark model", "problem", f"{path} does not load ({_one_line(e)})",
+                      f"delete {path} and reinstall f2f-cam", essential=True, path=str(path))
+    return _check("landmark model", "ok", f"{path} ({path.stat().st_size / 1e6:.1f} MB), loads",
+                  essential=True, path=str(path))
+
+
+def check_personas() -> dict:
+    from f2f_cam.persona import Persona, PersonaStore
+
+    store = PersonaStore()
+    good, broken = [], []
+    for p in store.list():
+        if not isinstance(p, Persona):
+            broken.append({"name": p[0], "problem": p[2]})
+            continue
+        try:
+            p.load_generator()
+            good.append(p.name)
+        except UserError as e:
+            broken.append({"name": p.name, "problem": str(e)})
+    details = {"store": str(store.root), "loadable": good, "broken": broken}
+    if broken:
+        names = ", ".join(b["name"] for b in broken)
+        status = "problem" if not good else "note"
+        return _check("personas", status, f"{len(good)} load ({', '.join(good) or 'none'}); broken: {names} "
+                      f"({broken[0]['problem']})",
+                      "re-import them (`f2f-cam personas import FILE.f2f --force`) or remove them "
+                      "(`f2f-cam personas remove NAME`)", essential=True, **details)
+    if not good:
+        return _check("personas", "note", f"none installed yet (store: {store.root}); the layouts landmarks "
+                      "and camera work without one",
+                      "train one with `f2f-cam train VIDEO --name NAME`, or import one with "
+                      "`f2f-cam personas import FILE.f2f`", essential=True, **details)
+    return _check("personas", "ok", f"{len(good)} load: {', '.join(good)}", essential=True, **details)
+
+
+# -- devices ---------------------------------------------------------------------------
+
+def check_virtual_camera() -> dict:
+    import pyvirtualcam
+
+    from f2f_cam.virtualcam import (BUILTIN_BACKENDS, CARD_LABEL, available_backends, default_device,
+                                    how_to_get_a_backend, v4l2_devices)
+
+    fix = how_to_get_a_backend()
+    if _daemon_running():
+        return _check("virtual camera", "ok", "in use by the running f2f-cam daemon (`f2f-cam ctl status` "
+                      "shows its backend and device)", fix, daemon_running=True)
+    registered = available_backends()
+    backends = []
+    for name in BUILTIN_BACKENDS:
+        if name not in registered:
+            backends.append({"backend": name, "works": False, "why": f"not available on {platform.system()}"})
+            continue
+        device = default_device(name)
+        try:
+            cam = pyvirtualcam.Camera(640, 480, 30, fmt=pyvirtualcam.PixelFormat.RGB, backend=name, device=device)
+        except Exception as e:
+            backends.append({"backend": name, "works": False,
+                             "why": _one_line(e).removeprefix(f"'{name}' backend: ")})
+            continue
+        backends.append({"backend": name, "works": True, "device": cam.device})
+        cam.close()
+    loopback = [{"device": d, "label": label} for d, label in v4l2_devices()]
+    working = [b for b in backends if b["works"]]
+    details = {"backends": backends, "v4l2_devices": loopback}
+    if not working:
+        why = "; ".join(f"{b['backend']}: {b['why']}" for b in backends)
+        return _check("virtual camera", "problem", f"no backend works ({why}); `--output window` and "
+                      "`--output FILE.mp4` still work", fix, **details)
+    best = working[0]
+    if best["backend"] == "v4l2loopback" and not any(d["label"] == CARD_LABEL for d in loopback):
+        return _check("virtual camera", "note", f"v4l2loopback works ({best['device']}) but no device is "
+                      f"labelled \"{CARD_LABEL}\": apps show another name", fix, **details)
+    return _check("virtual camera", "ok", f"{best['backend']} works ({best['device']})", **details)
+
+
+def _probe_camera(spec, out: dict) -> None:
+    import cv2
+
+    cap = cv2.VideoCapture(spec)
+    try:
+        if not cap.isOpened():
+            out["why"] = "cannot be opened"
+            return
+        ok, frame = cap.read()
+        if not ok:
+            out["why"] = "opens but gives no frame (busy, or not a capture device)"
+            return
+        out.update(works=True, size=[int(frame.shape[1]), int(frame.shape[0])])
+    finally:
+        cap.release()
+
+
+def camera_candidates() -> list:
+    """/dev/video* on Linux (where index N is /dev/videoN), indexes 0-4 elsewhere; the
+    virtual camera's own loopback devices are left out."""
+    if platform.system() != "Linux":
+        return list(range(5))
+    from f2f_cam.virtualcam import CARD_LABEL, v4l2_devices
+
+    labels = dict(v4l2_devices())
+    devices = sorted(glob.glob("/dev/video*"), key=lambda d: int(d[10:]) if d[10:].isdigit() else 1 << 30)
+    return [d for d in devices if labels.get(d, "") != CARD_LABEL and "loopback" not in labels.get(d, "").lower()
+            and "dummy video device" not in labels.get(d, "").lower()]
+
+
+def check_cameras() -> dict:
+    import cv2
+
+    fix = ("plug in a webcam and check that no other app holds it; without one, "
+           "`f2f-cam run --camera VIDEO_FILE` plays a video file as the camera")
+    candidates = camera_candidates()
+    if not candidates:
+        return _check("cameras", "note", "none found (no /dev/video* devices)", fix, cameras=[])
+    level = cv2.utils.logging.getLogLevel()
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)  # no WARN line per missing index
+    try:
+        results = []
+        threads = []
+        for spec in candidates:
+            out = {"camera": spec, "works": False}
+            t = threading.Thread(target=_probe_camera, args=(spec, out), daemon=True)
+            t.start()
+            threads.append((t, out))
+        deadline = time.monotonic() + CAMERA_TIMEOUT
+        for t, out in threads:
+            t.join(max(0.0, deadline - time.monotonic()))
+            if t.is_alive():
+                out["why"] = f"did not answer within {CAMERA_TIMEOUT:g} s"
+            results.append(out)
+    finally:
+        cv2.utils.logging.setLogLevel(level)
+    working = [r for r in results if r["works"]]
+    if not working:
+        tried = ", ".join(str(c) for c in candidates)
+        return _check("cameras", "note", f"none works (tried {tried}: {results[0].get('why', '?')})", fix,
+                      cameras=results)
+    names = ", ".join(f"{r['camera']} ({r['size'][0]}x{r['size'][1]})" for r in working)
+    return _check("cameras", "ok", names, cameras=results)
+
+
+# -- compute, desktop, daemon ---------------------------------------------------------------
+
+def check_torch() -> dict:
+    import torch
+
+    capability = torch.backends.cpu.get_cpu_capability()
+    try:
+        bf16 = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        bf16 = False
+    cuda = torch.cuda.is_available()
+    mps = bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
+    details = {"version": torch.__version__, "threads": torch.get_num_threads(), "cpu_capability": capability,
+               "mkldnn": torch.backends.mkldnn.is_available(), "bf16": bf16, "cuda": cuda,
+               "cuda_device": torch.cuda.get_device_name(0) if cuda else None, "mps": mps}
+    accel = f"CUDA ({details['cuda_device']})" if cuda else "MPS" if mps else "no GPU"
+    summary = (f"torch {torch.__version__}, {details['threads']} threads, CPU {capability}, "
+               f"bf16 {'yes' if bf16 else 'no'}, {accel}")
+    if not cuda and not mps and not bf16:
+        return _check("torch", "note", summary + ": personas larger than ngf=32 may run below 30 fps",
+                      "use a persona trained with a smaller generator (ngf=32 or 16)", **details)
+    return _check("torch", "ok", summary, **details)
+
+
+def check_display_and_tray() -> dict:
+    display = os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
+    headless_fix = "run `f2f-cam run --no-tray` and control it with `f2f-cam ctl`"
+    if platform.system() == "Linux" and not display:
+        return _check("display and tray", "note", "no display (DISPLAY and WAYLAND_DISPLAY unset): no tray icon "
+                      "and no preview window", headless_fix, display=None)
+    code = ("import json, pystray\n"
+            "info = {'backend': pystray.Icon.__module__.rsplit('.', 1)[-1].lstrip('_'),"
+            " 'has_menu': bool(pystray.Icon.HAS_MENU), 'system_tray': None}\n"
+            "if info['backend'] == 'xorg':\n"
+            "    from f2f_cam.tray import x_has_system_tray\n"
+            "    info['system_tray'] = x_has_system_tray()\n"
+            "print(json.dumps(info))")
+    try:
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=TRAY_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        return _check("display and tray", "problem", f"`import pystray` did not finish within {TRAY_TIMEOUT:g} s",
+                      headless_fix, display=display)
+    if proc.returncode != 0:
+        err = (proc.stderr.strip().splitlines() or ["?"])[-1]
+        return _check("display and tray", "problem", f"pystray cannot start: {err}", headless_fix, display=display)
+    info = json.loads(proc.stdout.strip().splitlines()[-1])
+    if info["system_tray"] is False:
+        return _check("display and tray", "note", f"display {display}, but no system tray is running: "
+                      "`f2f-cam run` runs without an icon", "start your desktop's panel or a tray such as "
+                      "trayer, or use `f2f-cam ctl`", display=display, **info)
+    if not info["has_menu"]:
+        return _check("display and tray", "note", f"display {display}; the tray ({info['backend']} backend) shows "
+                      "an icon but no menus", "install PyGObject with GTK 3 (Debian: python3-gi "
+                      "gir1.2-gtk-3.0, then `pip install PyGObject`) for menus, or use `f2f-cam ctl`",
+                      display=display, **info)
+    return _check("display and tray", "ok", f"display {display}; tray with menus ({info['backend']} backend)",
+                  display=display, **info)
+
+
+def _daemon_running() -> bool:
+    from f2f_cam import paths
+    from f2f_cam.daemon import InstanceLock
+
+    try:
+        return InstanceLock(paths.runtime_dir()).held_elsewhere()
+    except OSError:
+        return False
+
+
+def check_daemon() -> dict:
+    from f2f_cam.control import ControlClient
+
+    if not _daemon_running():
+        return _check("daemon", "ok", "not running (start it with `f2f-cam run`)", running=False)
+    try:
+        st = ControlClient(timeout=3).request("status")["status"]
+    except UserError as e:
+        return _check("daemon", "problem", f"running but not answering ({e})",
+                      "stop it (kill its pid, in the lock file) and start it again", running=True)
+    return _check("daemon", "ok", f"running (pid {st['pid']}): persona {st['persona']}, layout {st['layout']}, "
+                  f"camera {st['camera']}, {st['fps']:.0f} fps", running=True, status=st)
+
+
+def _one_line(e: BaseException) -> str:
+    return " ".join(str(e).split()) or type(e).__name__

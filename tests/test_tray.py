@@ -1,0 +1,312 @@
+"""The tray: menu logic with pystray's dummy backend; the real icon under Xvfb + trayer."""
+
+import importlib
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from tests_helpers import skip_unless
+
+from f2f_cam import tray as tray_mod
+from f2f_cam.tray import STATE_COLORS, Tray, draw_icon, icon_state, make_tray
+
+from conftest import run_cli
+from test_daemon import StillCamera, daemons, second_persona  # noqa: F401 (fixtures)
+from test_virtualcam import recorder  # noqa: F401 (the fixture)
+
+
+@pytest.fixture
+def dummy_pystray(monkeypatch):
+    """pystray with its dummy backend: menus work, nothing is shown."""
+    monkeypatch.setenv("PYSTRAY_BACKEND", "dummy")
+    import pystray
+
+    if pystray.Icon.__module__ != "pystray._base":  # imported before with another backend
+        pystray = importlib.reload(pystray)
+    return pystray
+
+
+def items(menu) -> dict:
+    return {i.text: i for i in menu if i.text != "- - - -"}
+
+
+def test_menu_calls_the_daemon(dummy_pystray, installed_persona, second_persona, recorder, daemons,
+                               monkeypatch, caplog):
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    d = daemons("0", layout="camera", persona="tiny", open_source=StillCamera)
+    tray = Tray(d, background=False)
+    icon = tray.icon
+    top = items(icon.menu)
+    assert list(top) == ["Persona", "Layout", "Show preview window", "Show landmarks", "Calibrate neutral face",
+                         "Pause", "Mirror", "Open personas folder", "Quit"]
+
+    def personas():
+        return [(i.text, i.checked, i.radio) for i in top["Persona"].submenu]
+
+    def layouts():
+        return {i.text: i.checked for i in top["Layout"].submenu}
+
+    # Persona: radio items, the current one checked; a click switches.
+    assert personas() == [("tiny", True, True), ("tiny2", False, True)]
+    items(top["Persona"].submenu)["tiny2"](icon)
+    assert d.status()["persona"] == "tiny2"
+    assert personas() == [("tiny", False, True), ("tiny2", True, True)]
+
+    # Layout.
+    assert layouts() == {"Persona": False, "Side by side": False, "Landmarks": False, "Camera (passthrough)": True}
+    items(top["Layout"].submenu)["Side by side"](icon)
+    assert d.status()["layout"] == "side-by-side" and layouts()["Side by side"]
+    items(top["Layout"].submenu)["Camera (passthrough)"](icon)
+
+    # Show landmarks: on, then back to the layout before.
+    top["Show landmarks"](icon)
+    assert d.status()["layout"] == "landmarks" and top["Show landmarks"].checked
+    top["Show landmarks"](icon)
+    assert d.status()["layout"] == "camera" and not top["Show landmarks"].checked
+
+    # Pause and the icon's state.
+    assert tray._state == "running"
+    top["Pause"](icon)
+    assert d.status()["paused"] and top["Pause"].checked
+    assert icon_state(d) == "paused" and tray._state == "paused"  # refreshed after the action
+    top["Pause"](icon)
+    assert not d.status()["paused"] and tray._state == "running"
+
+    mirrored = d.status()["mirror"]
+    assert mirrored is True and top["Mirror"].checked  # camera "0" is a webcam: mirrored by default
+    top["Mirror"](icon)
+    assert d.status()["mirror"] is False and not top["Mirror"].checked
+
+    # Refusals reach the user as a warning, and the tray carries on.
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="f2f_cam.tray"):
+        top["Calibrate neutral face"](icon)
+        top["Show preview window"](icon)
+    text = caplog.text
+    assert "does not track the face" in text and "no display to open a preview window" in text
+    assert not top["Show preview window"].checked and top["Show preview window"].default
+
+    top["Quit"](icon)
+    assert not d.running
+
+
+def test_tray_without_menus_points_to_ctl(dummy_pystray, recorder, daemons, monkeypatch, caplog):
+    d = daemons("0", layout="camera", persona=None, open_source=StillCamera)
+    monkeypatch.setenv("DISPLAY", ":99")  # dummy backend: nothing connects to it
+    monkeypatch.setattr(dummy_pystray.Icon, "HAS_MENU", False)
+    with caplog.at_level(logging.WARNING, logger="f2f_cam.tray"):
+        tray = make_tray(d)
+    assert isinstance(tray, Tray)
+    assert "shows no menus" in caplog.text and "f2f-cam ctl" in caplog.text
+    # No persona installed: the submenu says so.
+    assert [i.text for i in items(tray.icon.menu)["Persona"].submenu] == ["(none installed)"]
+
+
+def test_no_display_runs_headless(monkeypatch, caplog):
+    monkeypatch.setattr(sys, "platform", "linux")
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    with caplog.at_level(logging.WARNING, logger="f2f_cam.tray"):
+        assert make_tray(object()) is None
+    assert "no display" in caplog.text and "running headless" in caplog.text
+
+
+def test_icon_per_state():
+    images = {s: draw_icon(s) for s in STATE_COLORS}
+    assert all(im.size == (64, 64) and im.mode == "RGBA" for im in images.values())
+    assert len({im.tobytes() for im in images.values()}) == len(images)  # each state looks different
+
+
+def test_importing_f2f_cam_never_imports_pystray():
+    code = ("import f2f_cam.cli, f2f_cam.daemon, f2f_cam.tray, f2f_cam.doctor, f2f_cam.cli_daemon, sys; "
+            "bad = [m for m in ('pystray', 'torch', 'mediapipe') if m in sys.modules]; print(bad); "
+            "assert not bad")
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+# -- the real icon ------------------------------------------------------------------------
+
+XVFB, TRAYER = shutil.which("Xvfb"), shutil.which("trayer")
+
+
+@pytest.fixture
+def x_display_with_tray():
+    """A private Xvfb display with Debian's trayer as its system tray."""
+    skip_unless(bool(XVFB and TRAYER), "needs Xvfb and trayer on PATH (apt-get install -y xvfb trayer)")
+    r, w = os.pipe()
+    xvfb = subprocess.Popen([XVFB, "-displayfd", str(w), "-screen", "0", "640x480x24", "-nolisten", "tcp"],
+                            pass_fds=(w,), stderr=subprocess.DEVNULL)
+    os.close(w)
+    procs = [xvfb]
+    try:
+        with os.fdopen(r) as f:
+            number = f.readline().strip()
+        assert number, "Xvfb did not start"
+        display = f":{number}"
+        env = dict(os.environ, DISPLAY=display)
+        deadline = time.monotonic() + 30  # a busy CI machine can be slow to start trayer
+        trayer = None
+        while not _has_tray(display):
+            assert time.monotonic() < deadline, "trayer did not take the system tray selection"
+            if trayer is None or trayer.poll() is not None:
+                # trayer sometimes cannot open a display that Xvfb has only just announced: again.
+                trayer = subprocess.Popen([TRAYER, "--edge", "top", "--align", "right", "--widthtype",
+                                           "request", "--height", "24"], env=env, stdout=subprocess.DEVNULL,
+                                          stderr=subprocess.DEVNULL)
+                procs.append(trayer)
+            time.sleep(0.1)
+        yield display
+    finally:
+        for p in reversed(procs):
+            p.terminate()
+            try:
+                p.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
+def _has_tray(display: str) -> bool:
+    import Xlib.display
+    import Xlib.X
+
+    d = Xlib.display.Display(display)
+    try:
+        return d.get_selection_owner(d.intern_atom("_NET_SYSTEM_TRAY_S0")) != Xlib.X.NONE
+    finally:
+        d.close()
+
+
+def _window_names(display: str) -> list[str]:
+    import Xlib.display
+    import Xlib.error
+
+    d = Xlib.display.Display(display)
+    names, todo = [], [d.screen().root]
+    try:
+        while todo:
+            w = todo.pop()
+            try:
+                name = w.get_wm_name()
+                todo.extend(w.query_tree().children)
+            except Xlib.error.XError:  # windows come and go
+                continue
+            if name:
+                names.append(name if isinstance(name, str) else name.decode("utf-8", "replace"))
+    finally:
+        d.close()
+    return names
+
+
+def test_real_tray_icon_starts_and_stops(x_display_with_tray, installed_persona, talking_head, tmp_path,
+                                         monkeypatch):
+    monkeypatch.setenv("DISPLAY", x_display_with_tray)
+    monkeypatch.delenv("PYSTRAY_BACKEND", raising=False)
+    exe = os.path.join(os.path.dirname(sys.executable), "f2f-cam")
+    out = tmp_path / "tray.mp4"
+    proc = subprocess.Popen([exe, "run", "--camera", str(talking_head[0]), "--output", str(out),
+                             "--layout", "camera", "--size", "320x180", "--seconds", "4"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        seen = []
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and proc.poll() is None:
+            seen = [n for n in _window_names(x_display_with_tray) if n.startswith("Face2Face Cam")]
+            if seen:
+                break
+            time.sleep(0.2)
+        stdout, stderr = proc.communicate(timeout=30)  # stops by itself: no hang in the tray
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, stderr
+    assert seen and "Face2Face Cam: Tiny Test, camera" in seen[0], seen
+    assert "stopped after 4.0 s" in stdout, stderr
+    if "shows no menus" in stderr:  # pystray's xorg backend: an icon without menus
+        assert "(pystray xorg backend)" in stderr and "f2f-cam ctl" in stderr
+    assert "Traceback" not in stderr and "Failed to dock" not in stderr
+
+
+def test_ctl_reaches_a_daemon_with_a_tray(x_display_with_tray, installed_persona, talking_head, tmp_path,
+                                          monkeypatch):
+    """With the tray on the main thread, ctl still works, and `ctl quit` closes the tray."""
+    monkeypatch.setenv("DISPLAY", x_display_with_tray)
+    exe = os.path.join(os.path.dirname(sys.executable), "f2f-cam")
+    proc = subprocess.Popen([exe, "run", "--camera", str(talking_head[0]), "--output", str(tmp_path / "t.mp4"),
+                             "--layout", "camera", "--size", "320x180", "--seconds", "60"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_until(lambda: run_cli("ctl", "status").returncode == 0 or proc.poll() is not None, "the daemon")
+        assert proc.poll() is None, proc.stderr.read()
+        assert run_cli("ctl", "pause").returncode == 0
+        assert run_cli("ctl", "quit").returncode == 0
+        proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0
+    assert tray_mod.ICON_SIZE == 64
+
+
+def test_preview_window_under_x(x_display_with_tray, installed_persona, talking_head, tmp_path, monkeypatch):
+    """`ctl preview on` opens a window showing the output (in its own process: Qt wants
+    the main thread, which the tray holds); `off` closes it."""
+    from PIL import ImageGrab
+
+    monkeypatch.setenv("DISPLAY", x_display_with_tray)
+    exe = os.path.join(os.path.dirname(sys.executable), "f2f-cam")
+    proc = subprocess.Popen([exe, "run", "--camera", str(talking_head[0]), "--output", str(tmp_path / "t.mp4"),
+                             "--layout", "camera", "--size", "320x180", "--seconds", "60"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_until(lambda: run_cli("ctl", "status").returncode == 0 or proc.poll() is not None, "the daemon")
+        assert proc.poll() is None
+        assert run_cli("ctl", "preview", "on").returncode == 0
+        wait_until(lambda: "Face2Face Cam preview" in _window_names(x_display_with_tray), "a preview window")
+        # The astronaut, not a black screen (the window's process may take a moment).
+        wait_until(lambda: np.asarray(ImageGrab.grab(xdisplay=x_display_with_tray))[30:400].mean() > 20,
+                   "a picture in the preview window")
+        assert run_cli("ctl", "preview", "off").returncode == 0
+        wait_until(lambda: "Face2Face Cam preview" not in _window_names(x_display_with_tray),
+                   "the preview window to close")
+        assert run_cli("ctl", "quit").returncode == 0
+        proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0
+
+
+def wait_until(predicate, what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"no {what} after {timeout:g} s"
+        time.sleep(0.2)
+
+
+def test_window_output_under_x(x_display_with_tray, talking_head, monkeypatch):
+    monkeypatch.setenv("DISPLAY", x_display_with_tray)
+    proc = run_cli("run", "--no-tray", "--camera", talking_head[0], "--output", "window", "--layout", "camera",
+                   "--size", "320x180", "--seconds", "2")
+    assert proc.returncode == 0, proc.stderr
+    assert "frames to window" in proc.stdout and proc.stderr == ""
+
+
+def test_doctor_sees_the_display_and_tray(x_display_with_tray, monkeypatch):
+    from f2f_cam import doctor
+
+    monkeypatch.setenv("DISPLAY", x_display_with_tray)
+    c = doctor.check_display_and_tray()
+    assert c["details"]["display"] == x_display_with_tray
+    if c["details"]["backend"] == "xorg":  # no PyGObject here: an icon without menus
+        assert c["status"] == "note" and c["details"]["system_tray"] is True
+        assert "no menus" in c["summary"] and "PyGObject" in c["fix"]
+    else:
+        assert c["status"] == "ok"
