@@ -55,7 +55,8 @@ class Face:
         return float(x0), float(y0), float(x1), float(y1)
 
 
-def _sha256(path: Path) -> str:
+def sha256_file(path: Path) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB blocks."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -71,7 +72,7 @@ def _download(url: str, dest: Path, timeout: float = 30.0) -> None:
         with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as resp:
             while block := resp.read(1 << 20):
                 out.write(block)
-        if _sha256(Path(tmp)) != MODEL_SHA256:
+        if sha256_file(Path(tmp)) != MODEL_SHA256:
             raise UserError(
                 f"downloaded {MODEL_FILE} has the wrong SHA-256; try again later or "
                 f"copy the official file to {dest}"

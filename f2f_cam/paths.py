@@ -70,4 +70,7 @@ def bundled_models_dir() -> Path:
 
 
 def bundled_personas_dir() -> Path:
-    return bundled_models_dir() / "personas"
+    """Personas shipped with f2f-cam; ``F2F_CAM_BUNDLED_PERSONAS_DIR`` points elsewhere
+    (an empty folder hides the bundled demo persona)."""
+    value = os.environ.get("F2F_CAM_BUNDLED_PERSONAS_DIR")
+    return Path(value).expanduser() if value else bundled_models_dir() / "personas"

@@ -26,7 +26,17 @@ def isolated_dirs(tmp_path_factory, monkeypatch):
     base = tmp_path_factory.mktemp("home")
     for var in ("DATA", "CONFIG", "CACHE", "RUNTIME", "LOG"):
         monkeypatch.setenv(f"F2F_CAM_{var}_DIR", str(base / var.lower()))
+    # The bundled demo persona is hidden unless a test asks for it (`with_bundled`), so
+    # tests see exactly the personas they install.
+    (base / "no-bundled").mkdir()
+    monkeypatch.setenv("F2F_CAM_BUNDLED_PERSONAS_DIR", str(base / "no-bundled"))
     return base
+
+
+@pytest.fixture
+def with_bundled(monkeypatch):
+    """The personas bundled in models/ are visible (as for a user)."""
+    monkeypatch.delenv("F2F_CAM_BUNDLED_PERSONAS_DIR")
 
 
 @pytest.fixture(scope="session")

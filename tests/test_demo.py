@@ -12,7 +12,9 @@ from f2f_cam.persona import PersonaStore, read_persona
 
 from conftest import run_cli
 
-BUNDLED = paths.bundled_personas_dir() / DEMO_PERSONA
+BUNDLED = paths.bundled_models_dir() / "personas" / DEMO_PERSONA
+
+pytestmark = pytest.mark.usefixtures("with_bundled")
 
 
 def test_bundled_persona_is_valid_small_and_meets_its_goals():

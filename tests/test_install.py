@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_bundled_model_found_where_f2f_cam_is_imported_from():
     model = paths.bundled_models_dir() / landmarks.MODEL_FILE
     assert model.is_file() and model.stat().st_size == landmarks.MODEL_SIZE
-    assert landmarks._sha256(model) == landmarks.MODEL_SHA256
+    assert landmarks.sha256_file(model) == landmarks.MODEL_SHA256
     assert (paths.bundled_models_dir() / "NOTICE").read_text().count("Apache License") >= 1
     assert landmarks.find_model(download=False) == model
 
@@ -24,14 +24,19 @@ def test_wheel_carries_models_and_works_outside_the_checkout(tmp_path):
                    check=True, capture_output=True)
     (wheel,) = wheels.glob("f2f_cam-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
-    for f in ("face_landmarker.task", "NOTICE", "face_landmarker.PROVENANCE.md"):
-        assert f"f2f_cam/models/{f}" in names
+    for f in ("face_landmarker.task", "NOTICE", "face_landmarker.PROVENANCE.md", "demo/drive.mp4",
+              "personas/astronaut/persona.json", "personas/astronaut/generator.pt",
+              "personas/astronaut/thumbnail.png", "personas/astronaut/MODEL_CARD.md"):
+        assert f"f2f_cam/models/{f}" in names, f
     assert "trainers/networks.py" in names
     target = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(wheel)],
                    check=True, capture_output=True)
-    code = ("import f2f_cam, f2f_cam.paths as p, f2f_cam.landmarks as l; "
-            "print(f2f_cam.__file__); print(l.find_model(download=False))")
+    code = ("import f2f_cam, f2f_cam.paths as p, f2f_cam.landmarks as l, f2f_cam.demo as d; "
+            "from f2f_cam.persona import PersonaStore; "
+            "print(f2f_cam.__file__); print(l.find_model(download=False)); print(d.driving_clip()); "
+            "q = PersonaStore().get('astronaut'); q.load_generator(); print(q.path)")
+    env = {"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin", "F2F_CAM_DATA_DIR": str(tmp_path / "data")}
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
-                         env={"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin"}, check=True).stdout.split()
-    assert out[0].startswith(str(target)) and out[1].startswith(str(target))
+                         env=env, check=True).stdout.split()
+    assert len(out) == 4 and all(line.startswith(str(target)) for line in out), out

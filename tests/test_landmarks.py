@@ -108,6 +108,6 @@ def test_model_download_checks_sha256(monkeypatch, tmp_path):
         shutil.copy(real_model, srv / "face_landmarker.task")
         got = landmarks.find_model()
         assert got == paths.cache_dir() / landmarks.MODEL_FILE
-        assert landmarks._sha256(got) == landmarks.MODEL_SHA256
+        assert landmarks.sha256_file(got) == landmarks.MODEL_SHA256
     finally:
         server.shutdown()

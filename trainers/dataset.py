@@ -6,7 +6,6 @@ disk, with an index of the landmarks and the persona's canonical and neutral fac
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -16,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from f2f_cam.errors import UserError
+from f2f_cam.landmarks import sha256_file
 from f2f_cam.geometry import STABLE_POINTS, Crop, apply_affine, fit_similarity, square_around
 
 # Inner-lip midpoints (upper 13, lower 14) and the face's height (forehead 10, chin 152):
@@ -65,14 +65,6 @@ def reference_landmarks(points: list[np.ndarray], crop: Crop, image_size: int) -
 
 DATASET_JSON = "dataset.json"
 DATASET_FORMAT = 1
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def fit_crop_in_frame(crop: Crop) -> Crop:
