@@ -7,6 +7,7 @@ Every source yields ``(t, frame)``: t in seconds from the start, frame RGB uint8
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 import time
 from fractions import Fraction
@@ -130,7 +131,12 @@ class CameraSource:
 
     def __init__(self, device: int | str, size: tuple[int, int] | None = None, fps: float = 30.0):
         self.device = device
-        self._cap = cv2.VideoCapture(device)
+        is_device = isinstance(device, int) or str(device).startswith("/dev/video")
+        if is_device and sys.platform.startswith("linux"):
+            # V4L2 directly: without it OpenCV tries (and logs about) every capture backend.
+            self._cap = cv2.VideoCapture(device, cv2.CAP_V4L2)
+        else:
+            self._cap = cv2.VideoCapture(device)
         if not self._cap.isOpened():
             raise UserError(f"cannot open camera {device}; check that it is plugged in and not "
                             "used by another app (`f2f-cam doctor` lists cameras)")
