@@ -18,9 +18,15 @@ def _dir(env: str, kind: str) -> Path:
     value = os.environ.get(env)
     if value:
         return Path(value).expanduser()
+    import warnings
+
     import platformdirs
 
-    return Path(getattr(platformdirs, f"user_{kind}_path")(APP_NAME))
+    with warnings.catch_warnings():
+        # Without XDG_RUNTIME_DIR, platformdirs warns and falls back to a folder in
+        # /tmp that is private to the user: a fine place for our socket and lock.
+        warnings.simplefilter("ignore")
+        return Path(getattr(platformdirs, f"user_{kind}_path")(APP_NAME))
 
 
 def data_dir() -> Path:
