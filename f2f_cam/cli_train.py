@@ -27,7 +27,7 @@ def _size_option(f):
 @click.command()
 @click.argument("video", type=click.Path(path_type=Path))
 @click.option("-o", "--output", type=click.Path(path_type=Path), required=True, help="Dataset folder to write.")
-@click.option("--frames", type=int, default=400, show_default=True,
+@click.option("--frames", type=click.IntRange(min=2), default=400, show_default=True,
               help="Frames to sample, spread over the whole video.")
 @_size_option
 @click.option("--val-fraction", type=float, default=0.1, show_default=True, help="Share held out for validation.")
@@ -53,23 +53,23 @@ def dataset(video, output, frames, size, val_fraction, seed, quiet):
               help="Use this dataset folder (from `f2f-cam dataset`) instead of VIDEO.")
 @click.option("--workdir", type=click.Path(path_type=Path), default=None,
               help="Run folder: dataset, checkpoints, samples, metrics (default: DATA_DIR/runs/NAME).")
-@click.option("--frames", type=int, default=400, show_default=True, help="Frames to sample from VIDEO.")
+@click.option("--frames", type=click.IntRange(min=2), default=400, show_default=True, help="Frames to sample from VIDEO.")
 @_size_option
-@click.option("--ngf", type=int, default=32, show_default=True, help="Generator width (64: the paper's).")
-@click.option("--ndf", type=int, default=64, show_default=True, help="Discriminator width.")
+@click.option("--ngf", type=click.IntRange(min=1), default=32, show_default=True, help="Generator width (64: the paper's).")
+@click.option("--ndf", type=click.IntRange(min=1), default=64, show_default=True, help="Discriminator width.")
 @click.option("--norm", type=click.Choice(["batch", "instance"]), default="batch", show_default=True,
               help="Normalisation: batch (pix2pix) or instance (per image).")
 @click.option("--no-dropout", is_flag=True, help="No dropout in the generator's decoder.")
-@click.option("--epochs", type=int, default=None, help="Passes over the data (the old max_epochs) [default: 30, or none with --minutes].")
-@click.option("--minutes", type=float, default=None, help="Time budget: stop cleanly at it and export.")
-@click.option("--batch-size", type=int, default=4, show_default=True, help="Per process.")
+@click.option("--epochs", type=click.IntRange(min=1), default=None, help="Passes over the data (the old max_epochs) [default: 30, or none with --minutes].")
+@click.option("--minutes", type=click.FloatRange(min=0, min_open=True), default=None, help="Time budget: stop cleanly at it and export.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=4, show_default=True, help="Per process.")
 @click.option("--lr", type=float, default=2e-4, show_default=True)
 @click.option("--gan-mode", type=click.Choice(["vanilla", "lsgan"]), default="vanilla", show_default=True)
-@click.option("--decay-epochs", type=int, default=0, show_default=True, help="Linear lr decay over the last N epochs.")
-@click.option("--save-every", type=int, default=500, show_default=True, help="Steps between checkpoints (the old save_freq).")
+@click.option("--decay-epochs", type=click.IntRange(min=0), default=0, show_default=True, help="Linear lr decay over the last N epochs.")
+@click.option("--save-every", type=click.IntRange(min=0), default=500, show_default=True, help="Steps between checkpoints (the old save_freq).")
 @click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda | mps")
 @click.option("--precision", default="auto", show_default=True, help="auto | fp32 | bf16 | fp16")
-@click.option("--workers", type=int, default=0, show_default=True, help="DataLoader worker processes.")
+@click.option("--workers", type=click.IntRange(min=0), default=0, show_default=True, help="DataLoader worker processes.")
 @click.option("--sync-bn", is_flag=True, help="SyncBatchNorm across torchrun processes.")
 @click.option("--no-augment", is_flag=True, help="No random rotation/scale/shift of the pairs.")
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -183,7 +183,7 @@ def export(checkpoint, name, display_name, output, force):
 @click.option("--size", type=int, default=256, show_default=True, help="Training: image size.")
 @click.option("--batch-size", type=int, default=4, show_default=True, help="Training: batch size.")
 @click.option("--ngf", "ngfs", type=int, multiple=True, help="Training: generator widths [default: 64 and 32].")
-@click.option("--steps", type=int, default=3, show_default=True, help="Training: timed steps per setting.")
+@click.option("--steps", type=click.IntRange(min=1), default=3, show_default=True, help="Training: timed steps per setting.")
 @click.option("--json", "as_json", is_flag=True)
 def bench(train_bench, persona, video, precision, size, batch_size, ngfs, steps, as_json):
     """Measure speed: the runtime pipeline (default) or training (--train)."""

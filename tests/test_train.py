@@ -211,3 +211,15 @@ def test_bad_options(tiny_dataset, tmp_path):
     one_line_error(run_cli("train", "--name", "x"), "give a VIDEO or --dataset")
     one_line_error(run_cli("train", "--dataset", tiny_dataset, "--name", "x", "--size", "64", "--sync-bn",
                            "--device", "cpu", "--workdir", tmp_path / "w2", "--quiet"), "--sync-bn needs CUDA")
+
+
+def test_dataset_never_replaces_a_file_or_a_foreign_folder(talking_head, tmp_path):
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "keep.txt").write_text("mine")
+    (tmp_path / "file").write_text("mine")
+    one_line_error(run_cli("dataset", talking_head[0], "-o", tmp_path / "notes", "--frames", "10", "--quiet"),
+                   "not an f2f-cam dataset")
+    one_line_error(run_cli("dataset", talking_head[0], "-o", tmp_path / "file", "--frames", "10", "--quiet"),
+                   "is a file")
+    assert (tmp_path / "notes" / "keep.txt").read_text() == "mine" and (tmp_path / "file").read_text() == "mine"
+    one_line_error(run_cli("train", talking_head[0], "--name", "x", "--epochs", "0"), "--epochs")

@@ -120,6 +120,11 @@ def build_dataset(video: Path, out_dir: Path, *, frames: int = 400, size: int = 
         raise UserError(f"--val-fraction must be between 0 and 1, got {val_fraction}")
     if frames < 2:
         raise UserError(f"--frames must be at least 2, got {frames}")
+    if out_dir.exists() and not (out_dir / DATASET_JSON).is_file():
+        # Only an earlier dataset is ever replaced: never someone's file or folder.
+        what = "a folder that is not an f2f-cam dataset" if out_dir.is_dir() else "a file"
+        if not out_dir.is_dir() or any(out_dir.iterdir()):
+            raise UserError(f"{out_dir} is {what}; give a new folder for the dataset")
     with VideoFileSource(video) as probe:  # clear errors for missing / non-video files
         frame_size = probe.size
     total = _count_frames(video)
