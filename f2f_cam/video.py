@@ -40,10 +40,12 @@ def convert_video(input_path: str | Path, output_path: str | Path, cfg: Pipeline
 
     from f2f_cam.pipeline import build_pipeline
     from f2f_cam.sinks import VideoFileSink
-    from f2f_cam.sources import open_source
+    from f2f_cam.sources import is_camera, open_source
 
     input_path, output_path = Path(input_path), Path(output_path)
     layout = check_layout(cfg.layout)
+    if is_camera(str(input_path)):
+        raise UserError(f"{input_path} is a camera; `f2f-cam video` takes a file (use `f2f-cam run` for cameras)")
     if not input_path.exists():
         raise UserError(f"no such file: {input_path}")
     if output_path.exists() and output_path.resolve() == input_path.resolve():
@@ -51,8 +53,6 @@ def convert_video(input_path: str | Path, output_path: str | Path, cfg: Pipeline
     persona = resolve_persona(cfg.persona)
     t0 = time.monotonic()
     with open_source(input_path) as src:
-        if not hasattr(src, "frame_count"):
-            raise UserError(f"{input_path} is a camera; `f2f-cam video` takes a file (use `f2f-cam run` for cameras)")
         out_size = even(size or default_size(layout, src.size))
         if min(out_size) < 16:
             raise UserError(f"output size {out_size[0]}x{out_size[1]} is too small")
