@@ -20,19 +20,6 @@ from f2f_cam.errors import UserError
 log = logging.getLogger("f2f_cam")
 
 
-def parse_size(value: str | None) -> tuple[int, int] | None:
-    """'1280x720' -> (1280, 720)."""
-    if value is None:
-        return None
-    try:
-        w, h = (int(v) for v in value.lower().split("x"))
-        if w <= 0 or h <= 0:
-            raise ValueError
-    except ValueError:
-        raise UserError(f"invalid size '{value}'; write it as WIDTHxHEIGHT, e.g. 1280x720") from None
-    return w, h
-
-
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging and full tracebacks.")
 @click.version_option(__version__, prog_name="f2f-cam")
@@ -64,12 +51,12 @@ def video(input: Path, output: Path, persona, layout, retarget, size, no_smoothi
     face show the last generated frame (before the first face: the persona at rest).
     """
     from f2f_cam import paths
-    from f2f_cam.config import load_config, merge
+    from f2f_cam.config import load_config, merge, parse_size
     from f2f_cam.video import convert_video
 
     cfg = merge(load_config(paths.config_file()), persona=persona, layout=layout, retarget=retarget,
                 device=device, smoothing=False if no_smoothing else None)
-    summary = convert_video(input, output, cfg, size=parse_size(size), progress=not quiet)
+    summary = convert_video(input, output, cfg, size=parse_size(size) if size else None, progress=not quiet)
     click.echo(f"wrote {summary['output']}: {summary['frames']} frames, face in "
                f"{summary['frames_with_face']}, layout {summary['layout']}, "
                f"persona {summary['persona'] or '-'}, {summary['seconds']:.1f} s")

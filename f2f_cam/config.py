@@ -65,3 +65,14 @@ def load_config(path: Path, section: str = "pipeline", cls=PipelineConfig):
 def merge(base, **overrides):
     """``base`` with every override that is not None."""
     return dataclasses.replace(base, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def parse_size(value: str) -> tuple[int, int]:
+    """'1280x720' -> (1280, 720); at least 16 px a side."""
+    try:
+        w, h = (int(v) for v in str(value).lower().split("x"))
+        if w < 16 or h < 16:
+            raise ValueError
+    except ValueError:
+        raise UserError(f"invalid size '{value}'; write it as WIDTHxHEIGHT, e.g. 1280x720") from None
+    return w, h

@@ -34,7 +34,7 @@ from typing import Callable
 import numpy as np
 
 from f2f_cam import paths
-from f2f_cam.config import DaemonConfig, PipelineConfig
+from f2f_cam.config import DaemonConfig, PipelineConfig, parse_size
 from f2f_cam.errors import AlreadyRunning, UserError
 
 log = logging.getLogger(__name__)
@@ -44,17 +44,6 @@ STALL_SECONDS = 2.0  # a camera that delivers nothing for this long is lost
 LOST_TEXT = "camera lost - retrying"
 COMMANDS = ("status", "persona", "layout", "retarget", "mirror", "pause", "resume", "calibrate",
             "preview", "landmarks", "passthrough", "quit")
-
-
-def parse_size(value: str) -> tuple[int, int]:
-    """'1280x720' -> (1280, 720)."""
-    try:
-        w, h = (int(v) for v in str(value).lower().split("x"))
-        if w < 16 or h < 16:
-            raise ValueError
-    except ValueError:
-        raise UserError(f"invalid size '{value}'; write it as WIDTHxHEIGHT, e.g. 1280x720") from None
-    return w, h
 
 
 def on_off(value, what: str) -> bool:
