@@ -32,7 +32,6 @@ def bench_runtime(persona, video: Path, out_size=(1280, 720), layout: str = "per
     import torch
 
     from f2f_cam import sketch
-    from f2f_cam.generator import Generator
     from f2f_cam.pipeline import build_pipeline
     from f2f_cam.sources import VideoFileSource
 
@@ -41,10 +40,9 @@ def bench_runtime(persona, video: Path, out_size=(1280, 720), layout: str = "per
         in_size = src.size
     if not frames:
         raise UserError(f"{video} has no frames")
-    cfg = PipelineConfig(persona=persona.name, layout=layout)
+    cfg = PipelineConfig(persona=persona.name, layout=layout, precision=precision)
     samples: dict[str, list[float]] = {}
     with build_pipeline(cfg, persona, out_size) as pipe:
-        pipe.generator = Generator(persona, precision=precision)
         totals = []
         for i, (t, frame) in enumerate(frames):
             pipe.stats.stage_ms.clear()

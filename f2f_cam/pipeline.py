@@ -243,7 +243,7 @@ def build_pipeline(cfg: PipelineConfig, persona: Persona | None, out_size: tuple
     if persona is not None and "face" in needs:
         from f2f_cam.generator import Generator
 
-        generator = Generator(persona, device=cfg.device)
+        generator = Generator(persona, device=cfg.device, precision=cfg.precision)
     return Pipeline(
         detector=detector,
         smoother=Smoother(cfg.min_cutoff, cfg.beta) if cfg.smoothing else None,
