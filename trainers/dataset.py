@@ -176,7 +176,7 @@ def build_dataset(video: Path, out_dir: Path, *, frames: int = 400, size: int = 
                 k = by_frame.get(i)
                 if k is None:
                     continue
-                pts = crop.to_image(kept[k][2], size)
+                pts = np.round(crop.to_image(kept[k][2], size), 2)  # as stored: A re-renders from the index
                 photo = cv2.warpAffine(frame, m, (size, size), flags=cv2.INTER_AREA,
                                        borderMode=cv2.BORDER_REPLICATE)
                 name = f"{i:06d}.png"
@@ -184,7 +184,7 @@ def build_dataset(video: Path, out_dir: Path, *, frames: int = 400, size: int = 
                 cv2.imwrite(str(tmp / "B" / name), cv2.cvtColor(photo, cv2.COLOR_RGB2BGR))
                 index.append({"file": name, "frame": i, "time": round(float(t), 4),
                               "split": "val" if k in val_set else "train",
-                              "landmarks": np.round(pts, 2).tolist()})
+                              "landmarks": pts.tolist()})
                 bar.update(1)
             bar.close()
         meta = {
