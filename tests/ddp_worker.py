@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from trainers.dataset import load_dataset
-from trainers.train import TrainConfig, train
+from trainers.train import TrainConfig, finish_distributed, train
 
 
 def main() -> None:
@@ -17,6 +17,7 @@ def main() -> None:
     cfg = TrainConfig(size=64, ngf=8, ndf=8, norm="instance", dropout=False, epochs=1, batch_size=batch,
                       max_steps=3, precision="fp32", device="cpu", save_every=0)
     train(cfg, load_dataset(Path(dataset)), run_dir, progress=False)
+    finish_distributed()
 
 
 if __name__ == "__main__":

@@ -23,6 +23,34 @@ def norm_layer(kind: str):
     raise ValueError(f"unknown norm {kind!r}; choose one of: batch, instance")
 
 
+class _CatDenseGrad(torch.autograd.Function):
+    """torch.cat on channels whose backward hands each input a dense gradient.
+
+    Plain cat's backward gives channel slices, which on a channels-last tensor are
+    strided; BatchNorm's backward then takes a slow path (31 ms instead of 4 on the
+    64-channel 128x128 block). Only the memory layout differs, not the values.
+    """
+
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.split = a.shape[1]
+        return torch.cat([a, b], 1)
+
+    @staticmethod
+    def backward(ctx, g):
+        fmt = torch.channels_last if g.dim() == 4 and not g.is_contiguous() else torch.contiguous_format
+        k = ctx.split
+        return g[:, :k].contiguous(memory_format=fmt), g[:, k:].contiguous(memory_format=fmt)
+
+
+def cat_skip(x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+    """The U-Net's skip join; the dense-gradient form only when training (the export
+    traces plain torch.cat)."""
+    if torch.is_grad_enabled() and (x.requires_grad or skip.requires_grad):
+        return _CatDenseGrad.apply(x, skip)
+    return torch.cat([x, skip], 1)
+
+
 class UnetGenerator(nn.Module):
     """The pix2pix U-Net: encoder C64-C128-C256-C512-C512-..., mirrored decoder with
     skip connections, BatchNorm, dropout in the first decoder blocks, tanh output.
@@ -68,8 +96,8 @@ class UnetGenerator(nn.Module):
             skips.append(x)
         # skips[-1] is the bottleneck x itself; decoder block j joins skips[-2-j].
         for j, block in enumerate(self.up):
-            x = block(x if j == 0 else torch.cat([x, skips[len(skips) - 1 - j]], 1))
-        return self.final(torch.cat([x, skips[0]], 1))
+            x = block(x if j == 0 else cat_skip(x, skips[len(skips) - 1 - j]))
+        return self.final(cat_skip(x, skips[0]))
 
 
 class NLayerDiscriminator(nn.Module):

@@ -25,6 +25,7 @@ from torch import nn
 
 from f2f_cam import sketch
 from f2f_cam.errors import UserError
+from trainers import fastconv
 from trainers.data import PairedDataset
 from trainers.metrics import image_metrics
 from trainers.networks import define_D, define_G
@@ -91,6 +92,49 @@ def cpu_has_bf16() -> bool:
         return False
 
 
+def prepare_models(G: nn.Module, D: nn.Module, device: torch.device, amp_dtype) -> tuple[nn.Module, nn.Module]:
+    """Move to the device; use GEMM convolutions where they are faster (bf16 on a CPU
+    without AMX: trainers/fastconv.py). Parameters stay contiguous even when the
+    activations are channels-last: the fused optimizer copies channels-last parameters
+    in and out (3x slower at ngf 64), and the convolutions take either layout."""
+    G, D = G.to(device), D.to(device)
+    if fastconv.worthwhile(device, amp_dtype):
+        fastconv.enable(G)
+        fastconv.enable(D)
+    return G, D
+
+
+def make_optimizers(G: nn.Module, D: nn.Module, lr: float, beta1: float, device: torch.device):
+    """pix2pix's Adam for G and D; PyTorch's fused kernel on CPU and CUDA (one pass over
+    the parameters instead of several: 150 -> 25 ms per step at ngf 64 on this CPU).
+    It is the same update rule, and it keeps the optimizer state format."""
+    fused = {"fused": True} if device.type in ("cpu", "cuda") else {}
+    return (torch.optim.Adam(G.parameters(), lr=lr, betas=(beta1, 0.999), **fused),
+            torch.optim.Adam(D.parameters(), lr=lr, betas=(beta1, 0.999), **fused))
+
+
+def tune_malloc() -> bool:
+    """Keep freed memory in glibc's heap instead of returning it to the system.
+
+    A training step allocates and frees the same large tensors (8 M-value weights
+    and their gradients) every time; by default each one above 32 MB is a fresh mmap,
+    page-faulted in on every step (a 34 MB copy then takes 8 ms instead of 1.5).
+    Process-wide, so only the training command calls it. Returns whether it applied.
+    """
+    import ctypes
+    import ctypes.util
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        m_trim_threshold, m_mmap_max = -1, -4  # glibc's mallopt parameter numbers
+        return bool(libc.mallopt(m_mmap_max, 0)) and bool(libc.mallopt(m_trim_threshold, 1 << 30))
+    except (OSError, AttributeError):  # not glibc (musl has no mallopt)
+        return False
+
+
 def pick_precision(want: str, device: torch.device) -> torch.dtype | None:
     """The autocast dtype, or None for plain fp32."""
     if want not in PRECISIONS:
@@ -125,6 +169,14 @@ def init_distributed(device_type: str) -> Dist:
     if not dist.is_initialized():
         dist.init_process_group("nccl" if device_type == "cuda" else "gloo")
     return Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def finish_distributed() -> None:
+    """Leave the process group: every rank, after its last collective. Exiting with it
+    still open tears gloo's threads down mid-flight (an abort in about 1 run in 8)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 class SkipSampler(torch.utils.data.Sampler):
@@ -242,9 +294,8 @@ def train(cfg: TrainConfig, meta: dict, run_dir: Path, resume: bool = False, pro
                         "--norm instance for batch-independent normalisation")
     if dd.world > 1 and cfg.sync_bn:
         G, D = nn.SyncBatchNorm.convert_sync_batchnorm(G), nn.SyncBatchNorm.convert_sync_batchnorm(D)
-    G, D = G.to(device, memory_format=fmt), D.to(device, memory_format=fmt)
-    opt_G = torch.optim.Adam(G.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
-    opt_D = torch.optim.Adam(D.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
+    G, D = prepare_models(G, D, device, amp_dtype)
+    opt_G, opt_D = make_optimizers(G, D, cfg.lr, cfg.beta1, device)
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
     crit = gan_loss(cfg.gan_mode)
 
@@ -411,14 +462,21 @@ def train_step(G, D, opt_G, opt_D, scaler, crit, real_A, real_B, autocast, lambd
     scaler.scale(loss_D).backward()
     scaler.step(opt_D)
 
-    # Generator step: fool D, and stay close to the photo (L1).
-    with autocast():
-        pred_fake = D(torch.cat([real_A, fake_B], 1))
-        loss_G_gan = crit(pred_fake, True)
-        loss_G_l1 = (fake_B.float() - real_B).abs().mean()
-        loss_G = loss_G_gan + lambda_l1 * loss_G_l1
-    opt_G.zero_grad(set_to_none=True)
-    scaler.scale(loss_G).backward()
+    # Generator step: fool D, and stay close to the photo (L1). As in the reference, D's
+    # weights take no gradient here; under DDP its bare module runs (no D gradients to
+    # reduce), so DDP's bookkeeping is not left waiting for them.
+    D_fixed = D.module if isinstance(D, nn.parallel.DistributedDataParallel) else D
+    D_fixed.requires_grad_(False)
+    try:
+        with autocast():
+            pred_fake = D_fixed(torch.cat([real_A, fake_B], 1))
+            loss_G_gan = crit(pred_fake, True)
+            loss_G_l1 = (fake_B.float() - real_B).abs().mean()
+            loss_G = loss_G_gan + lambda_l1 * loss_G_l1
+        opt_G.zero_grad(set_to_none=True)
+        scaler.scale(loss_G).backward()
+    finally:
+        D_fixed.requires_grad_(True)
     scaler.step(opt_G)
     scaler.update()
     return {"loss_D": loss_D.detach(), "loss_G_gan": loss_G_gan.detach(), "loss_G_l1": loss_G_l1.detach()}
