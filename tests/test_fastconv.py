@@ -38,6 +38,30 @@ def test_gemm_convolution_equals_pytorch_in_float64(layer, ckk, full):
     assert torch.autograd.gradcheck(ours, (x, w, b))
 
 
+@pytest.mark.parametrize("k,p,c_out", [(4, 1, 1), (3, 1, 2), (4, 0, 3)])
+def test_narrow_convolution_equals_pytorch_in_float64(k, p, c_out):
+    torch.manual_seed(0)
+    x = torch.randn(2, 5, 7, 7, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(c_out, 5, k, k, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(c_out, dtype=torch.float64, requires_grad=True)
+
+    def ours(x, w, b):
+        return fc._NarrowConv.apply(x, w, b, k, p, torch.float64)
+
+    assert (ours(x, w, b) - F.conv2d(x, w, b, padding=p)).abs().max().item() < 1e-12
+    assert torch.autograd.gradcheck(ours, (x, w, b))
+
+
+def test_discriminator_takes_the_narrow_path_for_its_last_layer():
+    D = fc.enable(define_D("patch", ndf=8))
+    x = torch.randn(2, 6, 64, 64).contiguous(memory_format=torch.channels_last)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = D(x)
+    assert y.shape == (2, 1, 6, 6) and "_NarrowConvBackward" in _grad_fns(y)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        assert D(x).grad_fn is None  # inference: PyTorch's kernels
+
+
 def _grad_fns(t: torch.Tensor) -> set[str]:
     seen, todo, names = set(), [t.grad_fn], set()
     while todo:

@@ -28,6 +28,7 @@ from torch import nn
 FULL_ROWS_MAX = 256  # GEMM rows (batch x positions) up to which forward and backward are GEMMs
 ROWS_LIMIT = 4096  # ... below which the weight gradient is (at 4096 and above oneDNN's is as fast)
 MIN_CHANNELS = 64  # the GEMM's output width; below it oneDNN's direct kernels win
+NARROW_MAX_OUT = 8  # stride-1 convolutions with at most this many outputs: _NarrowConv
 
 
 # Patch matrices have k*k*C columns, in one of two orders. "kkc" (kh, kw, c) is the
@@ -156,6 +157,59 @@ class _GemmConv(torch.autograd.Function):
         return gx, gw, gb, None, None, None, None, None, None, None
 
 
+class _NarrowConv(torch.autograd.Function):
+    """A stride-1 conv2d with few output channels (the PatchGAN's last layer: 512 -> 1)
+    as one GEMM on the padded input, then k*k shifted adds.
+
+    z = xp @ W gives every input pixel's contribution for every kernel tap (k*k*Cout
+    columns, cheap when Cout is small); output pixel (i, j) sums tap (kh, kw) of pixel
+    (i+kh, j+kw). oneDNN spends ~4 ms a call on this layer, mostly weight reorders;
+    this takes ~1.4 ms. Computed in ``dt`` (float64 in the tests).
+    """
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, k, p, dt=torch.bfloat16):
+        n, c, h, w = x.shape
+        co = weight.shape[0]
+        xp = F.pad(x.to(dt).permute(0, 2, 3, 1), (0, 0, p, p, p, p)).contiguous()  # (n, Hp, Wp, C)
+        hp, wp = h + 2 * p, w + 2 * p
+        oh, ow = hp - k + 1, wp - k + 1
+        wm = weight.to(dt).permute(1, 2, 3, 0).reshape(c, k * k * co)  # (C, (kh, kw, co))
+        z = (xp.view(-1, c) @ wm).view(n, hp, wp, k, k, co)
+        acc = torch.promote_types(dt, torch.float32)
+        y = torch.zeros(n, oh, ow, co, dtype=acc, device=x.device)
+        for kh in range(k):
+            for kw in range(k):
+                y += z[:, kh:kh + oh, kw:kw + ow, kh, kw]
+        if bias is not None:
+            y += bias.to(acc)
+        ctx.save_for_backward(xp, wm)
+        ctx.conf = (k, p, h, w, weight.shape, weight.dtype, None if bias is None else bias.dtype)
+        return y.to(dt).permute(0, 3, 1, 2)
+
+    @staticmethod
+    def backward(ctx, gy):
+        xp, wm = ctx.saved_tensors
+        k, p, h, w, wshape, w_dtype, b_dtype = ctx.conf
+        n, hp, wp, c = xp.shape
+        co = wshape[0]
+        oh, ow = hp - k + 1, wp - k + 1
+        g = gy.to(xp.dtype).permute(0, 2, 3, 1)  # (n, oh, ow, co)
+        gz = torch.zeros(n, hp, wp, k, k, co, dtype=xp.dtype, device=xp.device)
+        for kh in range(k):
+            for kw in range(k):
+                gz[:, kh:kh + oh, kw:kw + ow, kh, kw] = g
+        gzr = gz.view(-1, k * k * co)
+        gx = gw = gb = None
+        if ctx.needs_input_grad[0]:
+            gx = (gzr @ wm.t()).view(n, hp, wp, c)[:, p:p + h, p:p + w].permute(0, 3, 1, 2)
+        if ctx.needs_input_grad[1]:
+            gw = (xp.view(-1, c).t() @ gzr).view(c, k, k, co).permute(3, 0, 1, 2).to(w_dtype).contiguous()
+        if b_dtype is not None and ctx.needs_input_grad[2]:
+            gb = gy.sum((0, 2, 3), dtype=torch.float32).to(b_dtype)
+        return gx, gw, gb, None, None, None
+
+
 def gemm_rows(m: nn.Module, x: torch.Tensor) -> int:
     """Rows of the layer's GEMMs: batch x (output positions for a convolution,
     input positions for a transposed one)."""
@@ -172,10 +226,18 @@ def _supported(m: nn.Module) -> bool:
     return square and plain and not any(getattr(m, "output_padding", (0,)))
 
 
+def _training_bf16_cpu(x: torch.Tensor) -> bool:
+    return (x.device.type == "cpu" and x.dim() == 4 and torch.is_grad_enabled()
+            and torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16)
+
+
+def _use_narrow(m: nn.Module, x: torch.Tensor) -> bool:
+    return (isinstance(m, nn.Conv2d) and m.stride[0] == 1 and m.out_channels <= NARROW_MAX_OUT
+            and _training_bf16_cpu(x))
+
+
 def _use_gemm(m: nn.Module, x: torch.Tensor) -> bool:
-    if x.device.type != "cpu" or x.dim() != 4 or not torch.is_autocast_enabled("cpu"):
-        return False
-    if torch.get_autocast_dtype("cpu") != torch.bfloat16 or not torch.is_grad_enabled():
+    if not _training_bf16_cpu(x):
         return False
     width = m.in_channels if isinstance(m, nn.ConvTranspose2d) else m.out_channels
     return width >= MIN_CHANNELS and gemm_rows(m, x) < ROWS_LIMIT
@@ -191,6 +253,8 @@ def _gemm_forward(m: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 class GemmConv2d(nn.Conv2d):
     def forward(self, x):
+        if _use_narrow(self, x):
+            return _NarrowConv.apply(x, self.weight, self.bias, self.kernel_size[0], self.padding[0])
         return _gemm_forward(self, x) if _use_gemm(self, x) else super().forward(x)
 
 
