@@ -185,7 +185,7 @@ def export(checkpoint, name, display_name, output, force):
 @click.option("--size", type=int, default=256, show_default=True, help="Training: image size.")
 @click.option("--batch-size", type=int, default=4, show_default=True, help="Training: batch size.")
 @click.option("--ngf", "ngfs", type=int, multiple=True, help="Training: generator widths [default: 64 and 32].")
-@click.option("--steps", type=click.IntRange(min=1), default=5, show_default=True, help="Training: timed steps per setting.")
+@click.option("--steps", type=click.IntRange(min=1), default=8, show_default=True, help="Training: timed steps per setting (median).")
 @click.option("--json", "as_json", is_flag=True)
 def bench(train_bench, persona, video, precision, size, batch_size, ngfs, steps, as_json):
     """Measure speed: the runtime pipeline (default) or training (--train)."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import multiprocessing as mp
+import statistics
 import time
 from dataclasses import dataclass
 
@@ -45,8 +46,8 @@ MODES = (
 
 
 def time_steps(mode: Mode, ngf: int, size: int, batch_size: int, steps: int, device: str = "cpu") -> float:
-    """Seconds per training step (mean of ``steps`` after two warm-up steps), in this
-    process as it is (see ``_measure`` for the allocator)."""
+    """Seconds per training step (the median of ``steps``, after two warm-up steps), in
+    this process as it is (see ``_measure`` for the allocator)."""
     torch.manual_seed(0)
     dev = torch.device(device)
     fmt = torch.channels_last if mode.channels_last else torch.contiguous_format
@@ -71,7 +72,7 @@ def time_steps(mode: Mode, ngf: int, size: int, batch_size: int, steps: int, dev
         if device == "cuda":
             torch.cuda.synchronize()
         times.append(time.perf_counter() - t)
-    return sum(times[2:]) / steps
+    return statistics.median(times[2:])
 
 
 def _measure(mode: Mode, *args) -> float:
@@ -87,7 +88,7 @@ def _in_fresh_process(fn, *args):
         return pool.submit(fn, *args).result()
 
 
-def bench_training(size: int = 256, batch_size: int = 4, ngfs=(64, 32), steps: int = 5,
+def bench_training(size: int = 256, batch_size: int = 4, ngfs=(64, 32), steps: int = 8,
                    progress: bool = True) -> list[dict]:
     """One row per (ngf, mode): seconds/step, images/s, speed-up over the reference
     (as it runs, and with the same allocator setting as ours)."""
