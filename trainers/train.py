@@ -59,7 +59,7 @@ class TrainConfig:
     save_every: int = 500  # steps between checkpoints (also one at every epoch end)
     device: str = "auto"  # auto | cpu | cuda | mps
     precision: str = "auto"  # auto | fp32 | bf16 | fp16 (auto: bf16 where the hardware has it)
-    channels_last: bool = True  # NHWC memory layout: faster convolutions on CPU and GPU
+    channels_last: bool = True  # NHWC activations (parameters stay contiguous): faster convolutions
     workers: int = 0  # DataLoader worker processes (0: load in the main process)
     sync_bn: bool = False  # SyncBatchNorm across DDP processes (batch statistics over the global batch)
     seed: int = 0
@@ -106,7 +106,7 @@ def prepare_models(G: nn.Module, D: nn.Module, device: torch.device, amp_dtype) 
 
 def make_optimizers(G: nn.Module, D: nn.Module, lr: float, beta1: float, device: torch.device):
     """pix2pix's Adam for G and D; PyTorch's fused kernel on CPU and CUDA (one pass over
-    the parameters instead of several: 150 -> 25 ms per step at ngf 64 on this CPU).
+    the parameters instead of several: 150 -> 17 ms for G at ngf 64 on this CPU).
     It is the same update rule, and it keeps the optimizer state format."""
     fused = {"fused": True} if device.type in ("cpu", "cuda") else {}
     return (torch.optim.Adam(G.parameters(), lr=lr, betas=(beta1, 0.999), **fused),
