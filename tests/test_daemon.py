@@ -3,6 +3,7 @@ as the virtual camera, ``f2f-cam ctl`` over the real control socket."""
 
 import json
 import os
+import re
 import stat
 import threading
 import time
@@ -402,7 +403,10 @@ def test_run_to_a_file_for_3_seconds(talking_head, installed_persona, tmp_path):
     proc = run_cli("run", "--no-tray", "--camera", talking_head[0], "--output", out, "--seconds", "3")
     assert proc.returncode == 0, proc.stderr
     assert time.monotonic() - t0 < 30
-    assert "stopped after 3.0 s" in proc.stdout
+    # Stopped by --seconds: not before 3 s; on a loaded machine the last frame can end
+    # a little after (3.1 s seen in CI), which is not this test's business.
+    stopped = re.search(r"stopped after ([0-9.]+) s", proc.stdout)
+    assert stopped and 3.0 <= float(stopped.group(1)) < 4.0, proc.stdout
     with av.open(str(out)) as c:
         v = c.streams.video[0]
         n = sum(1 for _ in c.decode(v))
