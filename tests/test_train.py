@@ -99,13 +99,15 @@ def test_two_process_ddp_matches_one_process(tiny_dataset, tmp_path):
     b = torch.load(tmp_path / "one" / "checkpoints" / "last.pt", weights_only=True)
     assert a["world_size"] == 2 and a["step"] == b["step"] == 3
     assert len(set(a["rank_G_sha1"])) == 1  # both ranks hold bit-identical generators
-    # Same global batch (2 x 2 vs 1 x 4): equal up to float summation order. Adam's step
-    # g / (|g| + eps) amplifies that order only where a gradient is ~eps (1e-8). Measured
-    # here over 3 steps of lr 2e-4: mean |diff| 1e-9, max 3e-6 to 2.3e-5 (on 3 of 458k
-    # weights). Unsynchronised gradients would move most weights by ~lr each step.
+    # Same global batch (2 x 2 vs 1 x 4): equal up to float summation order, which
+    # Adam's g / (|g| + eps) magnifies where a gradient is small. It depends on the
+    # tiny dataset (MediaPipe's landmarks vary a little from run to run); measured over
+    # 3 steps of lr 2e-4, with this code and the code before it alike: mean |diff|
+    # 1e-9 to 3.7e-8, max 3e-6 to 2.3e-5, 3 to 817 of 458k weights off by over 1e-6.
+    # Unsynchronised gradients would move most weights by ~lr (2e-4) a step.
     d = torch.cat([(a["G"][k].float() - b["G"][k].float()).abs().flatten() for k in a["G"]])
-    assert d.mean() < 1e-7 and d.max() < 1e-4, (d.mean(), d.max())
-    assert (d > 1e-6).sum() < 1e-4 * d.numel()
+    assert d.mean() < 2e-7 and d.max() < 1e-4, (d.mean(), d.max())
+    assert (d > 1e-6).sum() < 0.01 * d.numel()
     moved = max((a["G"][k].float() - tr.define_G("unet", size=64, ngf=8, n_dropout=0, norm="instance")
                  .state_dict()[k].float()).abs().max().item() for k in a["G"] if "weight" in k)
     assert moved > 1e-4  # training really changed the weights

@@ -3,6 +3,7 @@
 import importlib
 import logging
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -228,7 +229,8 @@ def test_real_tray_icon_starts_and_stops(x_display_with_tray, installed_persona,
             proc.kill()
     assert proc.returncode == 0, stderr
     assert seen and "Face2Face Cam: Tiny Test, camera" in seen[0], seen
-    assert "stopped after 4.0 s" in stdout, stderr
+    stopped = re.search(r"stopped after ([0-9.]+) s", stdout)  # by --seconds; a loaded machine ends a bit late
+    assert stopped and 4.0 <= float(stopped.group(1)) < 5.0, (stdout, stderr)
     if "shows no menus" in stderr:  # pystray's xorg backend: an icon without menus
         assert "(pystray xorg backend)" in stderr and "f2f-cam ctl" in stderr
     assert "Traceback" not in stderr and "Failed to dock" not in stderr
