@@ -1,7 +1,7 @@
 """Trains a few steps with trainers.train; run under torchrun by tests/test_train.py.
 
-    python -m torch.distributed.run --nproc-per-node 2 tests/ddp_worker.py DATASET RUN_DIR BATCH
-    python tests/ddp_worker.py DATASET RUN_DIR BATCH            # one process
+    python -m torch.distributed.run --nproc-per-node 2 tests/ddp_worker.py DATASET RUN_DIR BATCH STEPS
+    python tests/ddp_worker.py DATASET RUN_DIR BATCH STEPS            # one process
 """
 
 import sys
@@ -12,10 +12,10 @@ from trainers.train import TrainConfig, finish_distributed, train
 
 
 def main() -> None:
-    dataset, run_dir, batch = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3])
+    dataset, run_dir, batch, steps = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
     # Instance norm and no dropout: nothing depends on how the global batch is split.
     cfg = TrainConfig(size=64, ngf=8, ndf=8, norm="instance", dropout=False, epochs=1, batch_size=batch,
-                      max_steps=3, precision="fp32", device="cpu", save_every=0)
+                      max_steps=steps, precision="fp32", device="cpu", save_every=0)
     train(cfg, load_dataset(Path(dataset)), run_dir, progress=False)
     finish_distributed()
 
