@@ -183,14 +183,19 @@ def export(checkpoint, name, display_name, output, force):
               help="Runtime: face clip to run (default: a generated 640x480 astronaut clip).")
 @click.option("--precision", default="auto", show_default=True, help="Runtime generator: auto | fp32 | bf16")
 @click.option("--size", type=int, default=256, show_default=True, help="Training: image size.")
-@click.option("--batch-size", type=int, default=4, show_default=True, help="Training: batch size.")
-@click.option("--ngf", "ngfs", type=int, multiple=True, help="Training: generator widths [default: 64 and 32].")
+@click.option("--batch-size", type=click.IntRange(min=1), default=4, show_default=True, help="Training: batch size.")
+@click.option("--ngf", "ngfs", type=click.IntRange(min=1), multiple=True,
+              help="Training: generator widths [default: 64 and 32].")
 @click.option("--steps", type=click.IntRange(min=1), default=8, show_default=True, help="Training: timed steps per setting (median).")
 @click.option("--json", "as_json", is_flag=True)
 def bench(train_bench, persona, video, precision, size, batch_size, ngfs, steps, as_json):
     """Measure speed: the runtime pipeline (default) or training (--train)."""
     if train_bench:
         from trainers.bench import bench_training, format_table
+        from trainers.networks import SIZES
+
+        if size not in SIZES:
+            raise UserError(f"--size {size}: the U-Net is built for {', '.join(map(str, SIZES))} px")
 
         rows = bench_training(size=size, batch_size=batch_size, ngfs=ngfs or (64, 32), steps=steps,
                               progress=not as_json)

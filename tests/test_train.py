@@ -222,6 +222,9 @@ def test_bad_options(tiny_dataset, tmp_path):
     one_line_error(run_cli("train", "--name", "x"), "give a VIDEO or --dataset")
     one_line_error(run_cli("train", "--dataset", tiny_dataset, "--name", "x", "--size", "64", "--sync-bn",
                            "--device", "cpu", "--workdir", tmp_path / "w2", "--quiet"), "--sync-bn needs CUDA")
+    one_line_error(run_cli("bench", "--train", "--size", "100"), "built for 64, 128, 256, 512")
+    one_line_error(run_cli("bench", "--train", "--ngf", "0"), "--ngf")
+    one_line_error(run_cli("bench", "--train", "--batch-size", "0"), "--batch-size")
 
 
 def test_dataset_never_replaces_a_file_or_a_foreign_folder(talking_head, tmp_path):
