@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -206,15 +207,19 @@ def _window_names(display: str) -> list[str]:
     return names
 
 
+def _tray_daemon(talking_head, out: Path, seconds: int) -> subprocess.Popen:
+    """`f2f-cam run` with its tray (DISPLAY set by the caller), writing a small file."""
+    exe = os.path.join(os.path.dirname(sys.executable), "f2f-cam")
+    return subprocess.Popen([exe, "run", "--camera", str(talking_head[0]), "--output", str(out),
+                             "--layout", "camera", "--size", "320x180", "--seconds", str(seconds)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
 def test_real_tray_icon_starts_and_stops(x_display_with_tray, installed_persona, talking_head, tmp_path,
                                          monkeypatch):
     monkeypatch.setenv("DISPLAY", x_display_with_tray)
     monkeypatch.delenv("PYSTRAY_BACKEND", raising=False)
-    exe = os.path.join(os.path.dirname(sys.executable), "f2f-cam")
-    out = tmp_path / "tray.mp4"
-    proc = subprocess.Popen([exe, "run", "--camera", str(talking_head[0]), "--output", str(out),
-                             "--layout", "camera", "--size", "320x180", "--seconds", "4"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = _tray_daemon(talking_head, tmp_path / "tray.mp4", 4)
     try:
         seen = []
         deadline = time.monotonic() + 20
@@ -240,10 +245,7 @@ def test_ctl_reaches_a_daemon_with_a_tray(x_display_with_tray, installed_persona
                                           monkeypatch):
     """With the tray on the main thread, ctl still works, and `ctl quit` closes the tray."""
     monkeypatch.setenv("DISPLAY", x_display_with_tray)
-    exe = os.path.join(os.path.dirname(sys.executable), "f2f-cam")
-    proc = subprocess.Popen([exe, "run", "--camera", str(talking_head[0]), "--output", str(tmp_path / "t.mp4"),
-                             "--layout", "camera", "--size", "320x180", "--seconds", "60"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = _tray_daemon(talking_head, tmp_path / "t.mp4", 60)
     try:
         wait_until(lambda: run_cli("ctl", "status").returncode == 0 or proc.poll() is not None, "the daemon")
         assert proc.poll() is None, proc.stderr.read()
@@ -263,10 +265,7 @@ def test_preview_window_under_x(x_display_with_tray, installed_persona, talking_
     from PIL import ImageGrab
 
     monkeypatch.setenv("DISPLAY", x_display_with_tray)
-    exe = os.path.join(os.path.dirname(sys.executable), "f2f-cam")
-    proc = subprocess.Popen([exe, "run", "--camera", str(talking_head[0]), "--output", str(tmp_path / "t.mp4"),
-                             "--layout", "camera", "--size", "320x180", "--seconds", "60"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = _tray_daemon(talking_head, tmp_path / "t.mp4", 60)
     try:
         wait_until(lambda: run_cli("ctl", "status").returncode == 0 or proc.poll() is not None, "the daemon")
         assert proc.poll() is None

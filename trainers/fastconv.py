@@ -4,10 +4,10 @@ On a CPU with AVX512-BF16 but no AMX (AMD Zen 4/5, Intel Cooper Lake), oneDNN's
 bf16 matrix multiply and convolution forward run near the chip's peak (about 900
 GFLOPS on this project's 2 cores, where fp32 convolutions reach about 400), but its
 bf16 convolution *backward* kernels do not: they fall back to an older JIT, and
-every call reorders the weights into a blocked layout and back. On the small-spatial layers of the pix2pix U-Net
-(the 512/1024-channel blocks at 16x16 and below) that overhead is most of the cost,
-e.g. the weight gradient of the 1024->512 transposed convolution at 8x8 takes
-33 ms where the same product as one GEMM takes 5 ms.
+every call reorders the weights into a blocked layout and back. On the small-spatial
+layers of the pix2pix U-Net (the 512/1024-channel blocks at 16x16 and below) that
+overhead is most of the cost, e.g. the weight gradient of the 1024->512 transposed
+convolution at 8x8 takes 33 ms where the same product as one GEMM takes 5 ms.
 
 ``enable(model)`` swaps the model's ``Conv2d``/``ConvTranspose2d`` modules for
 subclasses that, only while bf16 autocast is on for the CPU and only for layers
@@ -43,7 +43,7 @@ def _patches(x: torch.Tensor, k: int, s: int, p: int, ckk: bool) -> torch.Tensor
     xp = F.pad(x.permute(0, 2, 3, 1), (0, 0, p, p, p, p))  # (N, H+2p, W+2p, C)
     oh, ow = (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1
     sn, sh, sw, sc = xp.stride()
-    if s > 1 or ckk:  # one strided copy (fast here for stride 2)
+    if s > 1 or ckk:  # one strided copy (fast here for stride 2 in kkc order)
         shape, strides = ((n, oh, ow, c, k, k), (sn, sh * s, sw * s, sc, sh, sw)) if ckk else \
             ((n, oh, ow, k, k, c), (sn, sh * s, sw * s, sh, sw, sc))
         return xp.as_strided(shape, strides).reshape(n * oh * ow, k * k * c)
@@ -236,17 +236,19 @@ def _use_narrow(m: nn.Module, x: torch.Tensor) -> bool:
             and _training_bf16_cpu(x))
 
 
+def _gemm_width(m: nn.Module) -> int:
+    """The GEMMs' other dimension: output channels of a convolution, input channels
+    of a transposed one."""
+    return m.in_channels if isinstance(m, nn.ConvTranspose2d) else m.out_channels
+
+
 def _use_gemm(m: nn.Module, x: torch.Tensor) -> bool:
-    if not _training_bf16_cpu(x):
-        return False
-    width = m.in_channels if isinstance(m, nn.ConvTranspose2d) else m.out_channels
-    return width >= MIN_CHANNELS and gemm_rows(m, x) < ROWS_LIMIT
+    return _training_bf16_cpu(x) and _gemm_width(m) >= MIN_CHANNELS and gemm_rows(m, x) < ROWS_LIMIT
 
 
 def _gemm_forward(m: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    rows = gemm_rows(m, x)
+    rows, width = gemm_rows(m, x), _gemm_width(m)
     # ckk when the patch matrix (rows x k*k*C) is smaller than the weight (width x k*k*C).
-    width = m.in_channels if isinstance(m, nn.ConvTranspose2d) else m.out_channels
     return _GemmConv.apply(x, m.weight, m.bias, m.kernel_size[0], m.stride[0], m.padding[0],
                            isinstance(m, nn.ConvTranspose2d), rows <= FULL_ROWS_MAX, rows < width)
 
