@@ -1,5 +1,6 @@
 """The tray: menu logic with pystray's dummy backend; the real icon under Xvfb + trayer."""
 
+import contextlib
 import importlib
 import logging
 import os
@@ -215,6 +216,19 @@ def _tray_daemon(talking_head, out: Path, seconds: int) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+@contextlib.contextmanager
+def _running_tray_daemon(talking_head, out: Path):
+    """A 60 s tray daemon, yielded once `f2f-cam ctl` reaches it; killed if still running."""
+    proc = _tray_daemon(talking_head, out, 60)
+    try:
+        wait_until(lambda: run_cli("ctl", "status").returncode == 0 or proc.poll() is not None, "the daemon")
+        assert proc.poll() is None, proc.stderr.read()
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
 def test_real_tray_icon_starts_and_stops(x_display_with_tray, installed_persona, talking_head, tmp_path,
                                          monkeypatch):
     monkeypatch.setenv("DISPLAY", x_display_with_tray)
@@ -245,16 +259,10 @@ def test_ctl_reaches_a_daemon_with_a_tray(x_display_with_tray, installed_persona
                                           monkeypatch):
     """With the tray on the main thread, ctl still works, and `ctl quit` closes the tray."""
     monkeypatch.setenv("DISPLAY", x_display_with_tray)
-    proc = _tray_daemon(talking_head, tmp_path / "t.mp4", 60)
-    try:
-        wait_until(lambda: run_cli("ctl", "status").returncode == 0 or proc.poll() is not None, "the daemon")
-        assert proc.poll() is None, proc.stderr.read()
+    with _running_tray_daemon(talking_head, tmp_path / "t.mp4") as proc:
         assert run_cli("ctl", "pause").returncode == 0
         assert run_cli("ctl", "quit").returncode == 0
         proc.communicate(timeout=20)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
     assert proc.returncode == 0
     assert tray_mod.ICON_SIZE == 64
 
@@ -265,10 +273,7 @@ def test_preview_window_under_x(x_display_with_tray, installed_persona, talking_
     from PIL import ImageGrab
 
     monkeypatch.setenv("DISPLAY", x_display_with_tray)
-    proc = _tray_daemon(talking_head, tmp_path / "t.mp4", 60)
-    try:
-        wait_until(lambda: run_cli("ctl", "status").returncode == 0 or proc.poll() is not None, "the daemon")
-        assert proc.poll() is None
+    with _running_tray_daemon(talking_head, tmp_path / "t.mp4") as proc:
         assert run_cli("ctl", "preview", "on").returncode == 0
         wait_until(lambda: "Face2Face Cam preview" in _window_names(x_display_with_tray), "a preview window")
         # The astronaut, not a black screen (the window's process may take a moment).
@@ -279,9 +284,6 @@ def test_preview_window_under_x(x_display_with_tray, installed_persona, talking_
                    "the preview window to close")
         assert run_cli("ctl", "quit").returncode == 0
         proc.communicate(timeout=20)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
     assert proc.returncode == 0
 
 
