@@ -200,7 +200,8 @@ def _register_optional() -> None:
     import importlib
 
     for module, names in (("f2f_cam.cli_daemon", ("run", "ctl", "doctor")),
-                          ("f2f_cam.cli_train", ("dataset", "train", "export", "bench"))):
+                          ("f2f_cam.cli_train", ("dataset", "train", "export")),
+                          ("f2f_cam.cli_bench", ("bench",))):
         try:
             mod = importlib.import_module(module)
         except ModuleNotFoundError as e:

@@ -1,0 +1,61 @@
+"""``f2f-cam bench``: speed of the runtime pipeline, or of training (``--train``).
+
+Only click at module level: torch, mediapipe and ``trainers`` load inside the command.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from f2f_cam.errors import UserError
+
+
+@click.command()
+@click.option("--train", "train_bench", is_flag=True, help="Training images/s against the reference step.")
+@click.option("--persona", default=None, help="Runtime: persona to measure (default: your first, else a bundled one).")
+@click.option("--video", type=click.Path(path_type=Path), default=None,
+              help="Runtime: face clip to run (default: a generated 640x480 astronaut clip).")
+@click.option("--precision", default="auto", show_default=True, help="Runtime generator: auto | fp32 | bf16")
+@click.option("--size", type=int, default=256, show_default=True, help="Training: image size.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=4, show_default=True, help="Training: batch size.")
+@click.option("--ngf", "ngfs", type=click.IntRange(min=1), multiple=True,
+              help="Training: generator widths [default: 64 and 32].")
+@click.option("--steps", type=click.IntRange(min=1), default=8, show_default=True, help="Training: timed steps per setting (median).")
+@click.option("--json", "as_json", is_flag=True)
+def bench(train_bench, persona, video, precision, size, batch_size, ngfs, steps, as_json):
+    """Measure speed: the runtime pipeline (default) or training (--train)."""
+    if train_bench:
+        from trainers.bench import bench_training, format_table
+        from trainers.networks import SIZES
+
+        if size not in SIZES:
+            raise UserError(f"--size {size}: the U-Net is built for {', '.join(map(str, SIZES))} px")
+
+        rows = bench_training(size=size, batch_size=batch_size, ngfs=ngfs or (64, 32), steps=steps,
+                              progress=not as_json)
+        click.echo(json.dumps(rows, indent=2) if as_json else format_table(rows))
+        return
+    import tempfile
+
+    from f2f_cam.bench import bench_runtime, format_runtime
+    from f2f_cam.video import resolve_persona
+
+    p = resolve_persona(persona)
+    if p is None:
+        raise UserError("no persona to measure; train one with `f2f-cam train` or import one")
+    with tempfile.TemporaryDirectory() as tmp:
+        if video is None:
+            import importlib.util
+
+            from f2f_cam import synth
+
+            if importlib.util.find_spec("skimage") is None:
+                raise UserError("give --video FILE (the generated clip needs scikit-image: "
+                                "pip install 'f2f-cam[synth]')")
+            video = Path(tmp) / "clip.mp4"
+            synth.write_video(video, synth.SynthSpec(seconds=4.0, fps=15.0))
+        r = bench_runtime(p, video, precision=precision)
+    click.echo(json.dumps(r, indent=2) if as_json else format_runtime(r))

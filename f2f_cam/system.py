@@ -1,0 +1,49 @@
+"""What this machine offers: a display for windows and trays, native bf16 for torch.
+
+One answer each, asked by every part that needs it (the preview, the tray, doctor,
+the generator, the trainer), so they can never disagree.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+
+def display_problem() -> str | None:
+    """Why no window or tray can open here (no X11/Wayland display), or None.
+
+    Windows and macOS always have a desktop session for a logged-in user.
+    """
+    if sys.platform in ("win32", "darwin"):
+        return None
+    if os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"):
+        return None
+    return "no display (DISPLAY and WAYLAND_DISPLAY are unset)"
+
+
+def has_display() -> bool:
+    return display_problem() is None
+
+
+def native_bf16(device: str = "cpu") -> bool:
+    """Whether bf16 runs natively on ``device`` (AVX512-BF16/AMX CPUs, Ampere+ GPUs)."""
+    import torch
+
+    if device.startswith("cuda"):
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if device != "cpu":
+        return False
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def cpu_has_amx() -> bool:
+    """Whether this CPU has AMX-BF16 tiles (oneDNN then has fast bf16 backward kernels)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            return "amx_bf16" in f.read()
+    except OSError:  # not Linux: no way to ask without a probe kernel
+        return False
