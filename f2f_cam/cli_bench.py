@@ -50,7 +50,7 @@ def bench(train_bench, persona, video, precision, size, batch_size, ngfs, steps,
         if video is None:
             import importlib.util
 
-            from f2f_cam import synth
+            from trainers import synth
 
             if importlib.util.find_spec("skimage") is None:
                 raise UserError("give --video FILE (the generated clip needs scikit-image: "

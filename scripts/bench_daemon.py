@@ -51,7 +51,7 @@ class CountingCam:
 
 
 def make_clip(path: Path, seconds: float) -> None:
-    from f2f_cam import synth
+    from trainers import synth
 
     synth.write_video(path, synth.SynthSpec(width=640, height=480, fps=30.0, seconds=seconds, shift=30.0, seed=4))
 

@@ -100,10 +100,10 @@ def main() -> int:
     import pyvirtualcam
     import torch
 
-    from f2f_cam import synth
     from f2f_cam.config import DaemonConfig, PipelineConfig
     from f2f_cam.daemon import Daemon
     from f2f_cam.persona import PersonaStore
+    from trainers import synth
     from trainers.export import export_persona
     from trainers.networks import define_G
 

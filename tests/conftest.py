@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from f2f_cam import synth
+from trainers import synth
 
 ROOT = Path(__file__).resolve().parents[1]
 

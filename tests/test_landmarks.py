@@ -1,9 +1,10 @@
 import numpy as np
 import pytest
 
-from f2f_cam import landmarks, synth
+from f2f_cam import landmarks
 from f2f_cam.errors import UserError
 from f2f_cam.geometry import STABLE_POINTS, apply_affine
+from trainers import synth
 from tests_helpers import invert_affine
 
 from conftest import detect_all

@@ -1,4 +1,4 @@
-"""Tests for f2f_cam.synth: the synthetic talking-head clips other tests trust.
+"""Tests for trainers.synth: the synthetic talking-head clips other tests trust.
 
 The clips stand in for real faces, so besides the file format these tests
 check the ground truth itself against a real MediaPipe face landmarker.
@@ -14,8 +14,9 @@ import av
 import numpy as np
 import pytest
 
-from f2f_cam import synth
-from f2f_cam.synth import Motion, SynthSpec, frame_transform, motion_at, render_frame, write_video
+from trainers import synth
+from trainers.synth import Motion, SynthSpec, frame_transform, motion_at, render_frame, write_video
+from trainers.synth import astronaut, clip, styles
 
 NOSE_TIP, UPPER_LIP_INNER, LOWER_LIP_INNER = 1, 13, 14  # MediaPipe face mesh indices
 FOREHEAD, CHIN = 10, 152
@@ -106,14 +107,14 @@ def test_write_video_decodes_back(tmp_path, spec):
 def test_write_video_is_atomic(tmp_path, monkeypatch):
     path = tmp_path / "clip.mp4"
     path.write_bytes(b"old")
-    real_render = synth.render_frame
+    real_render = clip.render_frame
 
     def failing_render(spec, motion):
         if motion.mouth > 0.3:  # somewhere in the middle of the clip
             raise RuntimeError("boom")
         return real_render(spec, motion)
 
-    monkeypatch.setattr(synth, "render_frame", failing_render)
+    monkeypatch.setattr(clip, "render_frame", failing_render)
     with pytest.raises(RuntimeError, match="boom"):
         write_video(path, SynthSpec(width=320, height=240, shift=20.0, seconds=1.0))
     # The old file is untouched and no temp file is left behind.
@@ -136,7 +137,7 @@ def test_main_passes_style_and_expression_switches(tmp_path, monkeypatch, capsys
         seen.append(spec)
         return [motion_at(spec, i) for i in range(spec.frames)]
 
-    monkeypatch.setattr(synth, "write_video", fake_write)
+    monkeypatch.setattr(clip, "write_video", fake_write)
     out = tmp_path / "drive.mp4"
     assert synth.main([str(out), "--style", "drive", "--no-blink", "--no-brows", "--size", "320x240"]) == 0
     assert "drive" in capsys.readouterr().out
@@ -201,7 +202,7 @@ def test_train_style_blinks_naturally_and_moves_the_brows_slowly():
     spec = SynthSpec(seed=5, seconds=80.0)
     c = clip_motion(spec)
     assert c["eyes"].min() == 0.0 and c["eyes"].max() <= 1.0
-    assert np.abs(c["brows"]).max() <= synth.TRAIN_BROW_RANGE
+    assert np.abs(c["brows"]).max() <= styles.TRAIN_BROW_RANGE
     # Blinks: quick (closed past half for at most 0.2 s), every 3 to 4 s.
     blinks = runs(c["eyes"] > 0.5)
     assert 80 / 4.5 <= len(blinks) <= 80 / 2.5
@@ -210,7 +211,7 @@ def test_train_style_blinks_naturally_and_moves_the_brows_slowly():
     assert gaps.min() > 2.8 and gaps.max() < 4.2, gaps
     assert c["eyes"][: round(0.5 * spec.fps)].max() == 0.0  # no blink right at the start
     # Brows: slow (a small step per frame) but they do move.
-    assert np.ptp(c["brows"]) > 0.5 * synth.TRAIN_BROW_RANGE
+    assert np.ptp(c["brows"]) > 0.5 * styles.TRAIN_BROW_RANGE
     assert np.abs(np.diff(c["brows"])).max() < 0.05
     # The seed moves the blinks; the switches turn the channels off and
     # leave the rest of the motion as it was.
@@ -247,8 +248,8 @@ def test_drive_style_moves_unlike_the_training_style(seed):
     assert d["angle"].min() > -0.3 * drive.rotate and d["angle"].max() > 0.8 * drive.rotate
     assert d["angle"].mean() > 0.4 * drive.rotate
     # Faster talking, with pauses.
-    assert syllable_rate(t["mouth"], train.fps) == pytest.approx(synth.MOUTH_RATE, abs=0.2)
-    assert syllable_rate(d["mouth"], drive.fps) == pytest.approx(synth.DRIVE_MOUTH_RATE, abs=0.3)
+    assert syllable_rate(t["mouth"], train.fps) == pytest.approx(styles.MOUTH_RATE, abs=0.2)
+    assert syllable_rate(d["mouth"], drive.fps) == pytest.approx(styles.DRIVE_MOUTH_RATE, abs=0.3)
     pauses = [n for _, n in runs(d["mouth"] < 0.05) if n >= drive.fps]
     assert pauses, "the driving clip never pauses a second"
     assert not [n for _, n in runs(t["mouth"] < 0.05) if n >= train.fps // 2]
@@ -258,7 +259,7 @@ def test_drive_style_moves_unlike_the_training_style(seed):
     # ... narrowed eyes, a full brow raise and a frown (training stays milder).
     assert ((d["eyes"] > 0.2) & (d["eyes"] < 0.5)).sum() / drive.fps > 1.0
     assert d["brows"].max() > 0.95 and d["brows"].min() < -0.7
-    assert np.abs(t["brows"]).max() <= synth.TRAIN_BROW_RANGE
+    assert np.abs(t["brows"]).max() <= styles.TRAIN_BROW_RANGE
     assert not clip_motion(dataclasses.replace(drive, blink=False))["eyes"].any()
 
 
@@ -269,12 +270,12 @@ def test_spec_rejects_an_unknown_style():
 
 def test_frame_transform_geometry():
     spec = SynthSpec()
-    centre = np.array(synth.FACE_CENTER)
+    centre = np.array(astronaut.FACE_CENTER)
     neutral = Motion(0.0, 0.0, 1.0, 0.0, 0.0)
     np.testing.assert_allclose(frame_transform(spec, neutral), synth.base_transform(spec))
     np.testing.assert_allclose(apply(synth.base_transform(spec), centre), [320.0, 240.0])
     # Face (forehead to chin) is 45 % of the frame height at face_scale 1.
-    chin, forehead = apply(synth.base_transform(spec), np.array([synth.CHIN, synth.FOREHEAD]))
+    chin, forehead = apply(synth.base_transform(spec), np.array([astronaut.CHIN, astronaut.FOREHEAD]))
     assert chin[1] - forehead[1] == pytest.approx(0.45 * 480)
     # Counter-clockwise on screen: a point right of the face centre moves up.
     right = centre + [30.0, 0.0]
@@ -323,14 +324,14 @@ def test_mouth_warp_moves_only_the_mouth_region():
     changed = np.abs(closed.astype(np.int16) - opened.astype(np.int16)).max(axis=2) > 8
     ys, xs = np.nonzero(changed)
     # Everything that changed lies in MOUTH_BOX (in output coordinates).
-    x0, y0 = apply(base, np.array(synth.MOUTH_BOX[:2], dtype=float))
-    x1, y1 = apply(base, np.array(synth.MOUTH_BOX[2:], dtype=float))
+    x0, y0 = apply(base, np.array(astronaut.MOUTH_BOX[:2], dtype=float))
+    x1, y1 = apply(base, np.array(astronaut.MOUTH_BOX[2:], dtype=float))
     assert xs.min() >= x0 and xs.max() <= x1 and ys.min() >= y0 and ys.max() <= y1
     # The eyes and nose are untouched; the opened gap between the lips is dark.
-    nose = apply(base, np.array(synth.NOSE_TIP)).astype(int)
+    nose = apply(base, np.array(astronaut.NOSE_TIP)).astype(int)
     assert not changed[: nose[1] + 1].any()
-    lips = (np.array(synth.UPPER_LIP_INNER) + np.array(synth.LOWER_LIP_INNER)) / 2
-    gap = apply(base, lips + [0.0, (synth.JAW_DROP - synth.UPPER_LIFT) / 2]).astype(int)
+    lips = (np.array(astronaut.UPPER_LIP_INNER) + np.array(astronaut.LOWER_LIP_INNER)) / 2
+    gap = apply(base, lips + [0.0, (astronaut.JAW_DROP - astronaut.UPPER_LIFT) / 2]).astype(int)
     assert opened[gap[1], gap[0]].max() < 60
 
 
@@ -343,13 +344,13 @@ def changed_pixels(spec: SynthSpec, motion: Motion) -> np.ndarray:
 def test_eye_and_brow_warps_stay_in_their_places():
     spec = SynthSpec()
     base = synth.base_transform(spec)
-    corners = apply(base, np.array([synth.UPPER_BOX[:2], synth.UPPER_BOX[2:]], dtype=float))
+    corners = apply(base, np.array([astronaut.UPPER_BOX[:2], astronaut.UPPER_BOX[2:]], dtype=float))
     outside = np.ones((spec.height, spec.width), bool)
     (x0, y0), (x1, y1) = np.floor(corners[0]).astype(int), np.ceil(corners[1]).astype(int)
     outside[y0:y1, x0:x1] = False
-    lids = apply(base, np.array([synth.RIGHT_EYE_OUTER, synth.RIGHT_EYE_INNER, synth.LEFT_EYE_INNER,
-                                 synth.LEFT_EYE_OUTER, synth.RIGHT_EYE_UPPER, synth.LEFT_EYE_UPPER]))
-    brow_top = apply(base, np.array(min(synth.RIGHT_BROW + synth.LEFT_BROW, key=lambda p: p[1])))[1]
+    lids = apply(base, np.array([astronaut.RIGHT_EYE_OUTER, astronaut.RIGHT_EYE_INNER, astronaut.LEFT_EYE_INNER,
+                                 astronaut.LEFT_EYE_OUTER, astronaut.RIGHT_EYE_UPPER, astronaut.LEFT_EYE_UPPER]))
+    brow_top = apply(base, np.array(min(astronaut.RIGHT_BROW + astronaut.LEFT_BROW, key=lambda p: p[1])))[1]
 
     closed = changed_pixels(spec, Motion(0.0, 0.0, 1.0, 0.0, 0.0, eyes=1.0))
     assert closed.any() and not closed[outside].any()
@@ -375,9 +376,10 @@ def test_closed_eyes_look_like_eyelids():
     frame = render_frame(spec, Motion(0.0, 0.0, 1.0, 0.0, 0.0, eyes=1.0)).astype(float)
     neutral = render_frame(spec, Motion(0.0, 0.0, 1.0, 0.0, 0.0)).astype(float)
     base = synth.base_transform(spec)
-    for upper, lower in ((synth.RIGHT_EYE_UPPER, synth.RIGHT_EYE_LOWER), (synth.LEFT_EYE_UPPER, synth.LEFT_EYE_LOWER)):
+    for upper, lower in ((astronaut.RIGHT_EYE_UPPER, astronaut.RIGHT_EYE_LOWER),
+                         (astronaut.LEFT_EYE_UPPER, astronaut.LEFT_EYE_LOWER)):
         upper, lower = np.array(upper), np.array(lower)
-        meet = upper + synth.EYE_MEET * (lower - upper)  # where the lids meet
+        meet = upper + astronaut.EYE_MEET * (lower - upper)  # where the lids meet
         # The lid now covering the opening (from the photo's upper lid to just
         # above the lash line, mid-eye) is skin: nearly as bright as the skin
         # above the eye, warm, and brighter than the iris that was there.
@@ -462,7 +464,7 @@ def test_mediapipe_sees_the_mouth_open(landmarker):
         assert points is not None
         gaps[m] = lip_gap(points, frame_transform(spec, motion))
     # Expect most of the warp's 10.5 astronaut px (jaw drop + lip lift).
-    assert gaps[1.0] - gaps[0.0] > 0.5 * (synth.JAW_DROP + synth.UPPER_LIFT), gaps
+    assert gaps[1.0] - gaps[0.0] > 0.5 * (astronaut.JAW_DROP + astronaut.UPPER_LIFT), gaps
 
 
 def eye_aperture(points: np.ndarray) -> float:
@@ -511,7 +513,7 @@ def test_mediapipe_tracks_both_styles_inside_the_frame(style_clips, style):
     spec, motions, found = style_clips[style]
     rate = np.mean([p is not None for p in found])
     assert rate >= 0.95, f"a face in only {rate:.0%} of the {style} frames"
-    face = np.array([[x, y] for x in synth.FACE_BOX[::2] for y in synth.FACE_BOX[1::2]])
+    face = np.array([[x, y] for x in astronaut.FACE_BOX[::2] for y in astronaut.FACE_BOX[1::2]])
     for motion, points in zip(motions, found):
         box = apply(frame_transform(spec, motion), face)
         assert box.min() >= 0 and box[:, 0].max() < spec.width and box[:, 1].max() < spec.height
