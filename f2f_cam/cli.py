@@ -52,11 +52,15 @@ def video(input: Path, output: Path, persona, layout, retarget, size, no_smoothi
     """
     from f2f_cam import paths
     from f2f_cam.config import load_config, merge, parse_size
-    from f2f_cam.video import convert_video
 
+    # Every setting is checked here, before the input is opened or anything written.
     cfg = merge(load_config(paths.config_file()), persona=persona, layout=layout, retarget=retarget,
                 device=device, smoothing=False if no_smoothing else None)
-    summary = convert_video(input, output, cfg, size=parse_size(size) if size else None, progress=not quiet)
+    out_size = parse_size(size) if size else None
+
+    from f2f_cam.video import convert_video
+
+    summary = convert_video(input, output, cfg, size=out_size, progress=not quiet)
     click.echo(f"wrote {summary['output']}: {summary['frames']} frames, face in "
                f"{summary['frames_with_face']}, layout {summary['layout']}, "
                f"persona {summary['persona'] or '-'}, {summary['seconds']:.1f} s")

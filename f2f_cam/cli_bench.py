@@ -27,6 +27,9 @@ from f2f_cam.errors import UserError
 @click.option("--json", "as_json", is_flag=True)
 def bench(train_bench, persona, video, precision, size, batch_size, ngfs, steps, as_json):
     """Measure speed: the runtime pipeline (default) or training (--train)."""
+    from f2f_cam.config import PipelineConfig
+
+    cfg = PipelineConfig(persona=persona, precision=precision)  # checks --persona, --precision
     if train_bench:
         from trainers.bench import bench_training, format_table
         from trainers.networks import SIZES
@@ -43,7 +46,7 @@ def bench(train_bench, persona, video, precision, size, batch_size, ngfs, steps,
     from f2f_cam.bench import bench_runtime, format_runtime
     from f2f_cam.video import resolve_persona
 
-    p = resolve_persona(persona)
+    p = resolve_persona(cfg.persona)
     if p is None:
         raise UserError("no persona to measure; train one with `f2f-cam train` or import one")
     with tempfile.TemporaryDirectory() as tmp:
@@ -57,5 +60,5 @@ def bench(train_bench, persona, video, precision, size, batch_size, ngfs, steps,
                                 "pip install 'f2f-cam[synth]')")
             video = Path(tmp) / "clip.mp4"
             synth.write_video(video, synth.SynthSpec(seconds=4.0, fps=15.0))
-        r = bench_runtime(p, video, precision=precision)
+        r = bench_runtime(p, video, precision=cfg.precision)
     click.echo(json.dumps(r, indent=2) if as_json else format_runtime(r))
