@@ -78,7 +78,8 @@ def video(input: Path, output: Path, persona, layout, retarget, size, no_smoothi
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def demo(output: Path, persona, picture, no_preview, quiet) -> None:
     """Try f2f-cam without a webcam: a bundled clip drives the bundled persona."""
-    from f2f_cam.demo import has_display, play, run_demo
+    from f2f_cam.demo import play, run_demo
+    from f2f_cam.system import has_display
 
     summary = run_demo(output, persona=persona, picture=picture, progress=not quiet)
     click.echo(f"wrote {output.resolve()}: driver | sketch | persona '{summary['persona']}', "

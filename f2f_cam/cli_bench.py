@@ -44,7 +44,7 @@ def bench(train_bench, persona, video, precision, size, batch_size, ngfs, steps,
     import tempfile
 
     from f2f_cam.bench import bench_runtime, format_runtime
-    from f2f_cam.video import resolve_persona
+    from f2f_cam.pipeline import resolve_persona
 
     p = resolve_persona(cfg.persona)
     if p is None:

@@ -40,7 +40,7 @@ def run(camera, output, backend, device, size, fps, persona, layout, retarget, m
     """
     from f2f_cam import paths
     from f2f_cam.config import DaemonConfig, PipelineConfig, load_config, merge
-    from f2f_cam.daemon import serve
+    from f2f_cam.app import serve
 
     config_file = paths.config_file()
     pipe_cfg = merge(load_config(config_file, "pipeline", PipelineConfig),
@@ -57,19 +57,12 @@ def run(camera, output, backend, device, size, fps, persona, layout, retarget, m
                f"{s['dropped']} dropped, latency {latency}")
 
 
-# -- ctl ------------------------------------------------------------------------------
+# -- ctl: one subcommand per entry of f2f_cam.commands.COMMANDS ------------------------
 
 def _request(cmd: str, arg=None) -> dict:
     from f2f_cam.control import ControlClient
 
     return ControlClient().request(cmd, arg)
-
-
-def _echo_change(reply: dict, what: str) -> None:
-    value = reply.get("status", {}).get(what)
-    if isinstance(value, bool):
-        value = "on" if value else "off"
-    click.echo(reply.get("message") or f"{what}: {value}")
 
 
 @click.group()
@@ -82,9 +75,10 @@ def ctl() -> None:
 def ctl_status(as_json: bool) -> None:
     """What the daemon is doing: persona, layout, fps, latency, camera, output."""
     st = _request("status")["status"]
-    if as_json:
-        click.echo(json.dumps(st, indent=2))
-        return
+    click.echo(json.dumps(st, indent=2) if as_json else format_status(st))
+
+
+def format_status(st: dict) -> str:
     onoff = lambda v: "on" if v else "off"  # noqa: E731
     state = "paused" if st["paused"] else "running"
     face = {True: "face found", False: "no face", None: "no face tracking in this layout"}[st["face"]]
@@ -95,94 +89,48 @@ def ctl_status(as_json: bool) -> None:
     camera = st["camera"] + (f" ({st['camera_problem']})" if st["camera_problem"] else "")
     latency = f"{st['latency_ms']:.0f} ms" if st["latency_ms"] is not None else "-"
     stages = ", ".join(f"{k} {v:.1f} ms" for k, v in st["stage_ms"].items()) or "-"
-    click.echo(f"f2f-cam daemon, pid {st['pid']}, up {st['uptime_s']:.0f} s: {state}, {face}")
-    click.echo(f"  persona:  {persona}")
-    click.echo(f"  layout:   {st['layout']}; retarget {st['retarget']}"
-               f"{' (calibrated)' if st['calibrated'] else ''}; mirror {onoff(st['mirror'])}; "
-               f"preview {onoff(st['preview'])}")
-    click.echo(f"  camera:   {camera}; {st['camera_source']}, {cam_size}")
-    click.echo(f"  output:   {out.get('kind')} {out.get('backend')} {out.get('device')}, {size} at {out.get('fps'):g} fps")
-    click.echo(f"  rate:     {st['fps']:.1f} fps out, {st['processed_fps']:.1f} fps processed, "
-               f"latency {latency}, {st['dropped']} dropped, {st['frames_out']} frames out")
-    click.echo(f"  stages:   {stages}")
+    lines = [
+        f"f2f-cam daemon, pid {st['pid']}, up {st['uptime_s']:.0f} s: {state}, {face}",
+        f"  persona:  {persona}",
+        f"  layout:   {st['layout']}; retarget {st['retarget']}{' (calibrated)' if st['calibrated'] else ''}; "
+        f"mirror {onoff(st['mirror'])}; preview {onoff(st['preview'])}",
+        f"  camera:   {camera}; {st['camera_source']}, {cam_size}",
+        f"  output:   {out.get('kind')} {out.get('backend')} {out.get('device')}, {size} at {out.get('fps') or 0:g} fps",
+        f"  rate:     {st['fps']:.1f} fps out, {st['processed_fps']:.1f} fps processed, "
+        f"latency {latency}, {st['dropped']} dropped, {st['frames_out']} frames out",
+        f"  stages:   {stages}",
+    ]
     if st.get("error"):
-        click.echo(f"  error:    {st['error']}")
+        lines.append(f"  error:    {st['error']}")
+    return "\n".join(lines)
 
 
-@ctl.command("persona")
-@click.argument("name")
-def ctl_persona(name: str) -> None:
-    """Switch to persona NAME (see `f2f-cam personas list`)."""
-    _echo_change(_request("persona", name), "persona")
+def _add_ctl_command(command) -> None:
+    """``f2f-cam ctl NAME [ARG]`` for one entry of the command table."""
+    def send(arg=None) -> None:
+        reply = _request(command.name, arg.lower() if command.arg == "on/off" else arg)
+        value = reply.get("status", {}).get(command.shows) if command.shows else None
+        if isinstance(value, bool):
+            value = "on" if value else "off"
+        click.echo(reply.get("message") or f"{command.shows}: {value}")
+
+    params = []
+    if command.arg == "on/off":
+        params = [click.Argument(["arg"], type=ON_OFF, metavar="on|off")]
+    elif command.arg is not None:
+        params = [click.Argument(["arg"], metavar=command.metavar)]
+    ctl.add_command(click.Command(command.name, callback=send, params=params, help=command.help))
 
 
-@ctl.command("layout")
-@click.argument("name")
-def ctl_layout(name: str) -> None:
-    """Switch layout: persona | side-by-side | landmarks | camera."""
-    _echo_change(_request("layout", name), "layout")
+def _add_ctl_commands() -> None:
+    from f2f_cam.commands import COMMANDS
+
+    for name, command in COMMANDS.items():
+        if name != "status":  # status has its own output formats, above
+            _add_ctl_command(command)
 
 
-@ctl.command("retarget")
-@click.argument("mode")
-def ctl_retarget(mode: str) -> None:
-    """Switch retargeting: raw | align | transfer."""
-    _echo_change(_request("retarget", mode), "retarget")
-
-
-@ctl.command("mirror")
-@click.argument("state", type=ON_OFF)
-def ctl_mirror(state: str) -> None:
-    """Mirror the camera on or off."""
-    _echo_change(_request("mirror", state.lower()), "mirror")
-
-
-@ctl.command("preview")
-@click.argument("state", type=ON_OFF)
-def ctl_preview(state: str) -> None:
-    """Show or hide the preview window."""
-    _echo_change(_request("preview", state.lower()), "preview")
-
-
-@ctl.command("landmarks")
-@click.argument("state", type=ON_OFF)
-def ctl_landmarks(state: str) -> None:
-    """Show the landmark sketch (on), or go back to the layout before (off)."""
-    _echo_change(_request("landmarks", state.lower()), "layout")
-
-
-@ctl.command("passthrough")
-@click.argument("state", type=ON_OFF)
-def ctl_passthrough(state: str) -> None:
-    """Pass the camera through unchanged (on), or go back to the layout before (off)."""
-    _echo_change(_request("passthrough", state.lower()), "layout")
-
-
-@ctl.command("pause")
-def ctl_pause() -> None:
-    """Freeze the output on the last frame."""
-    _request("pause")
-    click.echo("paused")
-
-
-@ctl.command("resume")
-def ctl_resume() -> None:
-    """Resume after pause."""
-    _request("resume")
-    click.echo("resumed")
-
-
-@ctl.command("calibrate")
-def ctl_calibrate() -> None:
-    """Take your face now as your neutral face (look at the camera, relaxed)."""
-    _echo_change(_request("calibrate"), "retarget")
-
-
-@ctl.command("quit")
-def ctl_quit() -> None:
-    """Stop the daemon (the virtual camera goes away)."""
-    _request("quit")
-    click.echo("f2f-cam daemon is quitting")
+_add_ctl_commands()
 
 
 # -- doctor ---------------------------------------------------------------------------

@@ -1,25 +1,16 @@
-"""The compositor: arranges camera, sketch and generated face into the output frame."""
+"""The compositor: arranges camera, sketch and generated face into the output frame.
+
+The layouts and what each shows are the registry ``f2f_cam.registry.LAYOUTS``.
+"""
 
 from __future__ import annotations
 
 import cv2
 import numpy as np
 
-from f2f_cam.errors import UserError
+from f2f_cam.registry import LAYOUTS, Layout
 
-LAYOUTS = ("persona", "side-by-side", "landmarks", "camera")
-LAYOUT_HELP = {
-    "persona": "the generated face, fitted into the frame without distortion",
-    "side-by-side": "camera | sketch | generated, like the original demo",
-    "landmarks": "the landmark sketch (the old --show 1)",
-    "camera": "the camera, passed through",
-}
-
-
-def check_layout(layout: str) -> str:
-    if layout not in LAYOUTS:
-        raise UserError(f"unknown layout '{layout}'; choose one of: {', '.join(LAYOUTS)}")
-    return layout
+LOST_TEXT = "camera lost - retrying"
 
 
 def fit_into(image: np.ndarray, out: np.ndarray) -> None:
@@ -52,14 +43,10 @@ class Compositor:
     """
 
     def __init__(self, layout: str, out_size: tuple[int, int]):
-        self.layout = check_layout(layout)
+        self.spec: Layout = LAYOUTS[layout]
+        self.layout = self.spec.name
         self.width, self.height = out_size
         self._out = np.zeros((self.height, self.width, 3), np.uint8)
-
-    def needs(self) -> set[str]:
-        """Which inputs this layout shows: lets the pipeline skip unused stages."""
-        return {"persona": {"face"}, "side-by-side": {"camera", "sketch", "face"},
-                "landmarks": {"sketch"}, "camera": {"camera"}}[self.layout]
 
     def __call__(self, camera: np.ndarray, sketch: np.ndarray | None, face: np.ndarray | None) -> np.ndarray:
         # A fresh buffer each frame: sinks may hold on to what they were given.
@@ -84,3 +71,16 @@ class Compositor:
             if image is not None and w > 0 and ph > 0:
                 fit_into(image, out[y:y + ph, x:x + w])
             x += w
+
+
+def lost_frame(last: np.ndarray | None, size: tuple[int, int]) -> np.ndarray:
+    """The last output darkened, with a short note: (H, W, 3) uint8 (the camera is gone)."""
+    w, h = size
+    out = (last // 4) if last is not None else np.zeros((h, w, 3), np.uint8)
+    font, scale = cv2.FONT_HERSHEY_SIMPLEX, max(0.4, w / 900)
+    thick = max(1, round(scale * 2))
+    (tw, th), _ = cv2.getTextSize(LOST_TEXT, font, scale, thick)
+    org = ((w - tw) // 2, (h + th) // 2)
+    cv2.putText(out, LOST_TEXT, org, font, scale, (0, 0, 0), thick + 3, cv2.LINE_AA)
+    cv2.putText(out, LOST_TEXT, org, font, scale, (255, 255, 255), thick, cv2.LINE_AA)
+    return out

@@ -7,12 +7,12 @@ side by side, written to a video (and shown in a window where there is a display
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 import numpy as np
 
 from f2f_cam import paths
+from f2f_cam.atomic import atomic_path
 from f2f_cam.config import PipelineConfig
 from f2f_cam.errors import UserError
 
@@ -58,32 +58,17 @@ def write_strip(video: Path, picture: Path, moments: int = 3, width: int = 960) 
     h, w = picks[0].shape[:2]
     rows = [cv2.resize(f, (width, round(h * width / w)), interpolation=cv2.INTER_AREA) for f in picks]
     strip = np.concatenate(rows, 0)
-    tmp = picture.with_name(f".{picture.name}.tmp.png")
-    if not cv2.imwrite(str(tmp), cv2.cvtColor(strip, cv2.COLOR_RGB2BGR)):
-        raise UserError(f"cannot write {picture}")
-    os.replace(tmp, picture)
+    with atomic_path(picture) as tmp:
+        if not cv2.imwrite(str(tmp), cv2.cvtColor(strip, cv2.COLOR_RGB2BGR)):
+            raise UserError(f"cannot write {picture}")
     return picture
 
 
-def has_display() -> bool:
-    import sys
-
-    return sys.platform in ("win32", "darwin") or bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
-
-
 def play(video: Path) -> None:
-    """Show a video in a preview window at its frame rate (q or Esc closes it)."""
-    import time
+    """Show a video in a preview window at its frame rate (q, Esc or closing it stops)."""
+    from f2f_cam import flow
+    from f2f_cam.sinks import open_sink
+    from f2f_cam.sources import VideoFileSource, in_real_time
 
-    from f2f_cam.sinks import WindowSink
-    from f2f_cam.sources import VideoFileSource
-
-    with VideoFileSource(video) as src, WindowSink("Face2Face Cam demo") as win:
-        start = time.monotonic()
-        for t, frame in src:
-            delay = t - (time.monotonic() - start)
-            if delay > 0:
-                time.sleep(delay)
-            win.write(frame)
-            if win.closed:
-                break
+    with VideoFileSource(video) as src, open_sink("window", src.size, src.fps, title="Face2Face Cam demo") as win:
+        flow.run(in_real_time(src), None, win)

@@ -16,7 +16,8 @@ import sys
 import threading
 import time
 
-from f2f_cam.errors import UserError
+from f2f_cam.errors import UserError, one_line
+from f2f_cam.system import display_problem, native_bf16
 
 CAMERA_TIMEOUT = 3.0  # seconds per camera probe
 TRAY_TIMEOUT = 15.0  # seconds for `import pystray` in a subprocess
@@ -72,7 +73,7 @@ def check_landmark_model() -> dict:
     try:
         LandmarkDetector(path, mode="image").close()
     except Exception as e:
-        return _check("landmark model", "problem", f"{path} does not load ({_one_line(e)})",
+        return _check("landmark model", "problem", f"{path} does not load ({one_line(e)})",
                       f"delete {path} and reinstall f2f-cam", essential=True, path=str(path))
     return _check("landmark model", "ok", f"{path} ({path.stat().st_size / 1e6:.1f} MB), loads",
                   essential=True, path=str(path))
@@ -113,7 +114,7 @@ def check_personas() -> dict:
 def check_virtual_camera() -> dict:
     import pyvirtualcam
 
-    from f2f_cam.virtualcam import (BUILTIN_BACKENDS, CARD_LABEL, available_backends, default_device,
+    from f2f_cam.sinks.virtualcam import (BUILTIN_BACKENDS, CARD_LABEL, available_backends, default_device,
                                     how_to_get_a_backend, v4l2_devices)
 
     fix = how_to_get_a_backend()
@@ -131,7 +132,7 @@ def check_virtual_camera() -> dict:
             cam = pyvirtualcam.Camera(640, 480, 30, fmt=pyvirtualcam.PixelFormat.RGB, backend=name, device=device)
         except Exception as e:
             backends.append({"backend": name, "works": False,
-                             "why": _one_line(e).removeprefix(f"'{name}' backend: ")})
+                             "why": one_line(e).removeprefix(f"'{name}' backend: ")})
             continue
         backends.append({"backend": name, "works": True, "device": cam.device})
         cam.close()
@@ -171,7 +172,7 @@ def camera_candidates() -> list:
     virtual camera's own loopback devices are left out."""
     if platform.system() != "Linux":
         return list(range(5))
-    from f2f_cam.virtualcam import CARD_LABEL, v4l2_devices
+    from f2f_cam.sinks.virtualcam import CARD_LABEL, v4l2_devices
 
     labels = dict(v4l2_devices())
     devices = sorted(glob.glob("/dev/video*"), key=lambda d: int(d[10:]) if d[10:].isdigit() else 1 << 30)
@@ -220,10 +221,7 @@ def check_torch() -> dict:
     import torch
 
     capability = torch.backends.cpu.get_cpu_capability()
-    try:
-        bf16 = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        bf16 = False
+    bf16 = native_bf16("cpu")
     cuda = torch.cuda.is_available()
     mps = bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
     details = {"version": torch.__version__, "threads": torch.get_num_threads(), "cpu_capability": capability,
@@ -241,8 +239,9 @@ def check_torch() -> dict:
 def check_display_and_tray() -> dict:
     display = os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
     headless_fix = "run `f2f-cam run --no-tray` and control it with `f2f-cam ctl`"
-    if platform.system() == "Linux" and not display:
-        return _check("display and tray", "note", "no display (DISPLAY and WAYLAND_DISPLAY unset): no tray icon "
+    problem = display_problem()
+    if problem:
+        return _check("display and tray", "note", f"no display ({problem}): no tray icon "
                       "and no preview window", headless_fix, display=None)
     code = ("import json, pystray\n"
             "info = {'backend': pystray.Icon.__module__.rsplit('.', 1)[-1].lstrip('_'),"
@@ -275,7 +274,7 @@ def check_display_and_tray() -> dict:
 
 def _daemon_running() -> bool:
     from f2f_cam import paths
-    from f2f_cam.daemon import InstanceLock
+    from f2f_cam.lock import InstanceLock
 
     try:
         return InstanceLock(paths.runtime_dir()).held_elsewhere()
@@ -294,8 +293,4 @@ def check_daemon() -> dict:
         return _check("daemon", "problem", f"running but not answering ({e})",
                       "stop it (kill its pid, in the lock file) and start it again", running=True)
     return _check("daemon", "ok", f"running (pid {st['pid']}): persona {st['persona']}, layout {st['layout']}, "
-                  f"camera {st['camera']}, {st['fps']:.0f} fps", running=True, status=st)
-
-
-def _one_line(e: BaseException) -> str:
-    return " ".join(str(e).split()) or type(e).__name__
+                  f"camera {st['camera']}, {st['fps']:.0f} fps", running=True, daemon_status=st)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from f2f_cam.persona import Persona
+from f2f_cam.registry import PRECISIONS, check_device
+from f2f_cam.system import native_bf16
 
 
 def to_input(images: np.ndarray, dtype=None):
@@ -26,21 +28,6 @@ def to_image(x) -> np.ndarray:
     return x.permute(*range(x.ndim - 3), -2, -1, -3).cpu().numpy()
 
 
-PRECISIONS = ("auto", "fp32", "bf16")
-
-
-def native_bf16(device: str) -> bool:
-    """Whether bf16 runs natively here (AVX512-BF16/AMX CPUs, Ampere+ GPUs)."""
-    import torch
-
-    if device.startswith("cuda"):
-        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-    try:
-        return device == "cpu" and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
-
-
 class Generator:
     """Runs a persona's TorchScript generator on one sketch at a time.
 
@@ -53,8 +40,9 @@ class Generator:
     def __init__(self, persona: Persona, device: str = "cpu", precision: str = "auto"):
         import torch
 
-        if precision not in PRECISIONS:
-            raise ValueError(f"unknown precision {precision!r}; choose one of: {', '.join(PRECISIONS)}")
+        PRECISIONS.check(precision)
+        if check_device(device) == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
         self.persona = persona
         self.size = persona.image_size
         self.device = device

@@ -14,27 +14,18 @@ import logging
 
 import numpy as np
 
-from f2f_cam.errors import UserError
 from f2f_cam.geometry import STABLE_POINTS, apply_affine, fit_similarity
 from f2f_cam.persona import Persona
+from f2f_cam.registry import RETARGET_MODES
 
 log = logging.getLogger(__name__)
-
-RETARGET_MODES = ("raw", "align", "transfer")
-
-
-def check_mode(mode: str) -> str:
-    if mode not in RETARGET_MODES:
-        raise UserError(f"unknown retarget mode '{mode}'; choose one of: {', '.join(RETARGET_MODES)}")
-    return mode
-
 
 class Retargeter:
     """(478, 2+) camera-frame points -> (478, 2) persona image points."""
 
     def __init__(self, persona: Persona, mode: str = "align"):
         self.persona = persona
-        self.mode = check_mode(mode)
+        self.mode = RETARGET_MODES.check(mode)
         self._stable = np.array(STABLE_POINTS)
         self._user_neutral: np.ndarray | None = None  # aligned user neutral, persona px
 

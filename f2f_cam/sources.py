@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import sys
-import threading
 import time
 from fractions import Fraction
 from pathlib import Path
@@ -17,7 +16,7 @@ from typing import Iterator
 import cv2
 import numpy as np
 
-from f2f_cam.errors import UserError
+from f2f_cam.errors import UserError, one_line
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +39,7 @@ class VideoFileSource:
         try:
             self._container = av.open(str(self.path))
         except (av.error.FFmpegError, UnicodeDecodeError) as e:
-            raise UserError(f"{self.path} is not a video file that can be read ({_first_line(e)})") from e
+            raise UserError(f"{self.path} is not a video file that can be read ({one_line(e)})") from e
         if not self._container.streams.video:
             self._container.close()
             raise UserError(f"{self.path} has no video stream")
@@ -70,7 +69,7 @@ class VideoFileSource:
                     last_t = t
                     yield offset + t, frame.to_ndarray(format="rgb24")
             except av.error.FFmpegError as e:
-                raise UserError(f"{self.path} is damaged and could not be decoded ({_first_line(e)})") from e
+                raise UserError(f"{self.path} is damaged and could not be decoded ({one_line(e)})") from e
             if not self.loop or last_t is None:
                 return
             offset += last_t + 1 / float(self.fps)
@@ -126,13 +125,13 @@ class ImageFolderSource:
 
 
 class CameraSource:
-    """A webcam through OpenCV, read by its own thread that keeps only the newest frame,
-    so a slow pipeline drops frames instead of adding latency."""
+    """A webcam through OpenCV. ``read()`` blocks until the camera delivers its next
+    frame; the daemon's one capture thread (``f2f_cam.capture``) calls it and keeps
+    only the newest frame."""
 
     def __init__(self, device: int | str, size: tuple[int, int] | None = None, fps: float = 30.0):
         self.device = device
-        is_device = isinstance(device, int) or str(device).startswith("/dev/video")
-        if is_device and sys.platform.startswith("linux"):
+        if is_camera(device) and sys.platform.startswith("linux"):
             # V4L2 directly: without it OpenCV tries (and logs about) every capture backend.
             self._cap = cv2.VideoCapture(device, cv2.CAP_V4L2)
         else:
@@ -148,59 +147,24 @@ class CameraSource:
         self.fps = Fraction(self._cap.get(cv2.CAP_PROP_FPS) or fps).limit_denominator(1001)
         self.frame_count = 0
         self.has_audio = False
-        self._lock = threading.Condition()
-        self._latest: tuple[float, np.ndarray] | None = None
-        self._seq = 0
-        self._running = True
-        self.failed_reads = 0  # in a row: an unplugged camera keeps failing
         self._t0 = time.monotonic()
-        self._thread = threading.Thread(target=self._capture, name="camera", daemon=True)
-        self._thread.start()
-
-    def _capture(self) -> None:
-        while self._running:
-            ok, bgr = self._cap.read()
-            if not ok:
-                if self.failed_reads == 0:  # once per failure streak, not ten times a second
-                    log.warning("camera %s returned no frame", self.device)
-                self.failed_reads += 1
-                time.sleep(0.1)
-                continue
-            self.failed_reads = 0
-            frame = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-            with self._lock:
-                self._latest = (time.monotonic() - self._t0, frame)  # overwrite: newest wins
-                self._seq += 1
-                self._lock.notify_all()
 
     def read(self, timeout: float = 1.0) -> tuple[float, np.ndarray] | None:
-        """The newest frame not returned before, waiting up to ``timeout`` seconds."""
-        with self._lock:
-            seen = self._seq
-            if not self._lock.wait_for(lambda: self._seq != seen or not self._running, timeout):
-                return None
-            return self._latest
+        """The camera's next frame, or None when it delivers none (unplugged, busy).
 
-    def latest(self) -> tuple[float, np.ndarray] | None:
-        """The newest frame captured so far, without waiting (None before the first)."""
-        with self._lock:
-            return self._latest
-
-    @property
-    def frames_captured(self) -> int:
-        return self._seq
-
-    def __iter__(self) -> Iterator[tuple[float, np.ndarray]]:
-        while self._running:
-            item = self.read()
-            if item is not None:
-                yield item
+        OpenCV's read has no timeout of its own; a failed read returns at once, and the
+        capture thread treats a run of them longer than its stall time as a lost camera.
+        """
+        ok, bgr = self._cap.read()
+        if not ok:
+            time.sleep(min(0.1, timeout))  # an unplugged camera fails at once: do not spin
+            return None
+        return time.monotonic() - self._t0, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
     def close(self) -> None:
-        if self._running:
-            self._running = False
-            self._thread.join(timeout=2)
-            self._cap.release()
+        if self._cap is not None:
+            cap, self._cap = self._cap, None
+            cap.release()
 
     def __enter__(self):
         return self
@@ -264,35 +228,35 @@ class RealTimeSource:
         self.close()
 
 
+def in_real_time(frames: Iterator[tuple[float, np.ndarray]]) -> Iterator[tuple[float, np.ndarray]]:
+    """Yield each ``(t, frame)`` when it is due (t seconds after the first one)."""
+    start = time.monotonic()
+    for t, frame in frames:
+        delay = t - (time.monotonic() - start)
+        if delay > 0:
+            time.sleep(delay)
+        yield t, frame
+
+
 def is_camera(spec: str | int | Path) -> bool:
     """Whether ``spec`` names a webcam (an index or /dev/videoN) rather than a file."""
     return isinstance(spec, int) or str(spec).isdigit() or str(spec).startswith("/dev/video")
 
 
-def open_live_source(spec: str | int | Path):
-    """What ``f2f-cam run --camera`` takes: a webcam, or a video file or image folder
-    played in real time, looped. Either has ``read(timeout) -> (t, frame) | None``."""
+def open_source(spec: str | int | Path, *, live: bool = False, fps: float = 25.0):
+    """Open what the user named, as a context manager.
+
+    ``live=False`` (``f2f-cam video``, ``bench``): a video file or a folder of images
+    (at ``fps``), iterated once as ``(t, frame)``. ``live=True`` (``f2f-cam run``): a
+    webcam ("0", "/dev/videoN"), or a file or folder played like one, in real time and
+    looped; either has ``read(timeout) -> (t, frame) | None``.
+    """
     if is_camera(spec):
+        if not live:
+            raise UserError(f"{spec} is a camera; `f2f-cam video` takes a file (use `f2f-cam run` for cameras)")
         return CameraSource(int(spec) if str(spec).isdigit() else str(spec))
     path = Path(spec)
-    if path.is_dir():
-        return RealTimeSource(ImageFolderSource(path))
-    return RealTimeSource(VideoFileSource(path, loop=True))
-
-
-def open_source(spec: str | int | Path, loop: bool = False, fps: float = 25.0):
-    """Open what the user named: a camera index ("0"), "/dev/videoN", a video file, or
-    a folder of images."""
-    if isinstance(spec, int) or (isinstance(spec, str) and spec.isdigit()):
-        return CameraSource(int(spec))
-    path = Path(spec)
-    if str(spec).startswith("/dev/video"):
-        return CameraSource(str(spec))
-    if path.is_dir():
-        return ImageFolderSource(path, fps=fps)
-    return VideoFileSource(path, loop=loop)
-
-
-def _first_line(e: Exception) -> str:
-    lines = str(e).strip().splitlines()
-    return lines[0] if lines else type(e).__name__
+    if not path.exists():
+        raise UserError(f"no such file: {path}")
+    source = ImageFolderSource(path, fps=fps) if path.is_dir() else VideoFileSource(path, loop=live)
+    return RealTimeSource(source) if live else source

@@ -11,7 +11,8 @@ import sys
 
 
 def display_problem() -> str | None:
-    """Why no window or tray can open here (no X11/Wayland display), or None.
+    """Why no window or tray can open here (no X11/Wayland display), or None:
+    "DISPLAY and WAYLAND_DISPLAY are unset".
 
     Windows and macOS always have a desktop session for a logged-in user.
     """
@@ -19,7 +20,7 @@ def display_problem() -> str | None:
         return None
     if os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"):
         return None
-    return "no display (DISPLAY and WAYLAND_DISPLAY are unset)"
+    return "DISPLAY and WAYLAND_DISPLAY are unset"
 
 
 def has_display() -> bool:

@@ -1,8 +1,9 @@
 """The tray icon: a menu that calls the daemon's methods, and an icon that shows its state.
 
-No policy lives here: every item calls one ``Daemon`` method, and every check mark
-reads the daemon's state. ``pystray`` is imported only when a tray is made, never at
-import time (``import pystray`` fails on a machine with no display).
+No policy lives here: every item runs one entry of the command table
+(``f2f_cam.commands.COMMANDS``, which also labels it), and every check mark reads
+the daemon's ``DaemonStatus``. ``pystray`` is imported only when a tray is made, never
+at import time (``import pystray`` fails on a machine with no display).
 """
 
 from __future__ import annotations
@@ -10,10 +11,17 @@ from __future__ import annotations
 import logging
 import os
 import queue
+import shutil
+import subprocess
 import sys
 import threading
+from pathlib import Path
 
-from f2f_cam.errors import UserError
+from f2f_cam import paths
+from f2f_cam.commands import COMMANDS
+from f2f_cam.errors import UserError, one_line
+from f2f_cam.registry import LAYOUTS
+from f2f_cam.system import display_problem
 
 log = logging.getLogger(__name__)
 
@@ -25,20 +33,11 @@ STATE_COLORS = {
     "no face": (150, 150, 150),
     "camera lost": (220, 50, 47),
 }
-LAYOUT_LABELS = {"persona": "Persona", "side-by-side": "Side by side", "landmarks": "Landmarks",
-                 "camera": "Camera (passthrough)"}
 
 
 def icon_state(daemon) -> str:
     """running | paused | no face | camera lost."""
-    cap, pipe = daemon.capture, daemon.pipe
-    if cap is not None and cap.state == "lost":
-        return "camera lost"
-    if daemon.paused:
-        return "paused"
-    if pipe is not None and pipe.compositor.needs() & {"sketch", "face"} and not pipe.face_found:
-        return "no face"
-    return "running"
+    return daemon.status().state
 
 
 def draw_icon(state: str):
@@ -66,10 +65,22 @@ def draw_icon(state: str):
 
 
 def title_for(daemon, state: str) -> str:
-    pipe = daemon.pipe
-    persona = pipe.persona.display_name if pipe is not None and pipe.persona is not None else "no persona"
-    layout = pipe.layout if pipe is not None else "-"
-    return f"Face2Face Cam: {persona}, {layout} ({state})"
+    st = daemon.status()
+    return f"Face2Face Cam: {st.persona_display_name or 'no persona'}, {st.layout or '-'} ({state})"
+
+
+def open_personas_folder() -> Path:
+    """Show the user's personas folder in the file manager (the tray's item)."""
+    folder = paths.personas_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    if sys.platform == "win32":
+        os.startfile(folder)  # noqa: S606 (the user's own folder)
+    else:
+        opener = "open" if sys.platform == "darwin" else "xdg-open"
+        if not shutil.which(opener):
+            raise UserError(f"cannot open {folder}: `{opener}` is not installed")
+        subprocess.Popen([opener, str(folder)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return folder
 
 
 class Tray:
@@ -110,34 +121,35 @@ class Tray:
     def menu(self):
         Menu, Item = self._pystray.Menu, self._pystray.MenuItem
         d = self.daemon
+        st = lambda: d.status()  # noqa: E731 (read when the menu is drawn)
+
+        def run(name, arg=None):
+            return self._do(COMMANDS[name], d, arg)
+
+        def toggle(name, is_on, **kw):  # an on/off command: its item flips the state it shows
+            return Item(COMMANDS[name].label, self._do(lambda: COMMANDS[name](d, not is_on())),
+                        checked=lambda _item: is_on(), **kw)
 
         def persona_items():  # read when the menu is built: personas come and go
             names = d.persona_names()
             for name in names:
-                yield Item(name, self._do(d.set_persona, name),
-                           checked=lambda _item, n=name: d.pipe.persona is not None and d.pipe.persona.name == n,
-                           radio=True)
+                yield Item(name, run("persona", name), checked=lambda _item, n=name: st().persona == n, radio=True)
             if not names:
                 yield Item("(none installed)", None, enabled=False)
 
-        layout_items = [
-            Item(label, self._do(d.set_layout, layout),
-                 checked=lambda _item, l=layout: d.pipe.layout == l, radio=True)
-            for layout, label in LAYOUT_LABELS.items()
-        ]
+        layout_items = [Item(spec.label, run("layout", name), checked=lambda _item, n=name: st().layout == n,
+                             radio=True) for name, spec in LAYOUTS.items()]
         return Menu(
-            Item("Persona", Menu(persona_items)),
-            Item("Layout", Menu(*layout_items)),
-            Item("Show preview window", self._do(lambda: d.set_preview(not d.preview)),
-                 checked=lambda _item: d.preview, default=True),
-            Item("Show landmarks", self._do(lambda: d.show_landmarks(d.pipe.layout != "landmarks")),
-                 checked=lambda _item: d.pipe.layout == "landmarks"),
-            Item("Calibrate neutral face", self._do(d.calibrate)),
-            Item("Pause", self._do(lambda: d.set_paused(not d.paused)), checked=lambda _item: d.paused),
-            Item("Mirror", self._do(lambda: d.set_mirror(not d.pipe.mirror)), checked=lambda _item: d.pipe.mirror),
+            Item(COMMANDS["persona"].label, Menu(persona_items)),
+            Item(COMMANDS["layout"].label, Menu(*layout_items)),
+            toggle("preview", lambda: st().preview, default=True),
+            toggle("landmarks", lambda: st().layout == "landmarks"),
+            Item(COMMANDS["calibrate"].label, run("calibrate")),
+            Item(COMMANDS["pause"].label, self._do(lambda: d.set_paused(not d.paused)), checked=lambda _item: d.paused),
+            toggle("mirror", lambda: st().mirror),
             Menu.SEPARATOR,
-            Item("Open personas folder", self._do(d.open_personas_folder)),
-            Item("Quit", self._do(d.quit)),
+            Item("Open personas folder", self._do(open_personas_folder)),
+            Item(COMMANDS["quit"].label, run("quit")),
         )
 
     def _do(self, fn, *args):
@@ -149,7 +161,7 @@ class Tray:
                 self._tell(str(e))
             except Exception as e:  # a bug: log it, keep the tray alive
                 log.exception("tray action failed")
-                self._tell(f"internal error: {e}")
+                self._tell(f"internal error: {one_line(e)}")
             self.refresh()
 
         def action(_icon, _item):
@@ -269,9 +281,8 @@ def _one_thread_xorg_icon(base):
 
 def tray_problem() -> str | None:
     """Why there can be no tray here, or None."""
-    if sys.platform not in ("win32", "darwin") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
-        return "no display (DISPLAY and WAYLAND_DISPLAY are unset)"
-    return None
+    problem = display_problem()
+    return f"no display ({problem})" if problem else None
 
 
 def x_has_system_tray() -> bool:
@@ -294,7 +305,7 @@ def make_tray(daemon) -> Tray | None:
         try:
             tray = Tray(daemon)
         except Exception as e:  # ImportError, Xlib's display errors, a missing GTK...
-            problem = f"pystray cannot start ({' '.join(str(e).split()) or type(e).__name__})"
+            problem = f"pystray cannot start ({one_line(e)})"
         else:
             if tray.backend == "xorg" and not x_has_system_tray():
                 # pystray's xorg backend would log a traceback on every icon change and

@@ -9,18 +9,11 @@ import logging
 import time
 from pathlib import Path
 
-from f2f_cam.compositor import check_layout, side_by_side_size
+from f2f_cam.compositor import side_by_side_size
 from f2f_cam.config import PipelineConfig
 from f2f_cam.errors import UserError
-from f2f_cam.persona import Persona, PersonaStore
 
 log = logging.getLogger(__name__)
-
-
-def resolve_persona(name: str | None, store: PersonaStore | None = None) -> Persona | None:
-    """The named persona, or the default one (None when none is installed)."""
-    store = store or PersonaStore()
-    return store.get(name) if name else store.default()
 
 
 def default_size(layout: str, camera_size: tuple[int, int]) -> tuple[int, int]:
@@ -38,44 +31,39 @@ def convert_video(input_path: str | Path, output_path: str | Path, cfg: Pipeline
     """Run ``input_path`` through the pipeline into ``output_path``; returns a summary."""
     from tqdm import tqdm
 
+    from f2f_cam import flow
     from f2f_cam.pipeline import build_pipeline
-    from f2f_cam.sinks import VideoFileSink
-    from f2f_cam.sources import is_camera, open_source
+    from f2f_cam.sinks import open_sink
+    from f2f_cam.sources import open_source
 
     input_path, output_path = Path(input_path), Path(output_path)
-    layout = check_layout(cfg.layout)
-    if is_camera(str(input_path)):
-        raise UserError(f"{input_path} is a camera; `f2f-cam video` takes a file (use `f2f-cam run` for cameras)")
-    if not input_path.exists():
-        raise UserError(f"no such file: {input_path}")
-    if output_path.exists() and output_path.resolve() == input_path.resolve():
-        raise UserError("the output would overwrite the input; choose another -o path")
-    persona = resolve_persona(cfg.persona)
     t0 = time.monotonic()
     with open_source(input_path) as src:
-        out_size = even(size or default_size(layout, src.size))
+        if output_path.exists() and output_path.resolve() == input_path.resolve():
+            raise UserError("the output would overwrite the input; choose another -o path")
+        out_size = even(size or default_size(cfg.layout, src.size))
         if min(out_size) < 16:
             raise UserError(f"output size {out_size[0]}x{out_size[1]} is too small")
-        with build_pipeline(cfg, persona, out_size) as pipe, \
-                VideoFileSink(output_path, out_size, src.fps,
-                              audio_from=input_path if src.has_audio else None) as sink:
-            bar = tqdm(total=src.frame_count or None, unit="frame", disable=not progress,
-                       desc=output_path.name, dynamic_ncols=True)
-            with bar:
-                for t, frame in src:
-                    sink.write(pipe(frame, t))
-                    bar.update(1)
-                    if pipe.stats.frames % 10 == 0:
-                        bar.set_postfix(faces=f"{pipe.stats.faces / pipe.stats.frames:.0%}", refresh=False)
+        with build_pipeline(cfg, out_size) as pipe, \
+                open_sink(output_path, out_size, src.fps, audio_from=input_path if src.has_audio else None) as sink, \
+                tqdm(total=src.frame_count or None, unit="frame", disable=not progress,
+                     desc=output_path.name, dynamic_ncols=True) as bar:
+            def tick(_t: float) -> None:
+                bar.update(1)
+                if pipe.stats.frames % 10 == 0:
+                    bar.set_postfix(faces=f"{pipe.stats.faces / pipe.stats.frames:.0%}", refresh=False)
+
+            flow.run(src, pipe, sink, on_frame=tick)
             stats = pipe.stats
             if stats.frames == 0:
                 raise UserError(f"{input_path} has no video frames")
             if pipe.detector is not None and stats.faces == 0:
                 raise UserError(f"no face found in any frame of {input_path}; use a video where a face "
                                 "is clearly visible (frontal, lit, not too small)")
+            persona = pipe.persona
     summary = {
         "input": str(input_path), "output": str(output_path),
-        "persona": persona.name if persona else None, "layout": layout,
+        "persona": persona.name if persona else None, "layout": cfg.layout,
         "frames": stats.frames, "frames_with_face": stats.faces,
         "size": list(out_size), "fps": float(src.fps), "seconds": round(time.monotonic() - t0, 2),
         "stage_ms": stats.as_dict()["stage_ms"],

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from f2f_cam import paths
+from f2f_cam.atomic import is_partial
 from f2f_cam.cli import main
 from f2f_cam.config import DaemonConfig, PipelineConfig
 from f2f_cam.control import ControlClient
@@ -107,7 +108,7 @@ def test_publishes_rgb_frames_at_the_camera_fps(talking_head, installed_persona,
     rec = Recorder.last
     assert (rec.width, rec.height, rec.fps) == (W, H, FPS)
     wait_frames(rec, 50)
-    st = d.status()
+    st = d.status().as_dict()
     times = np.array(rec.times[10:50])
     gaps = np.diff(times)
     period = 1 / FPS
@@ -181,7 +182,7 @@ def test_ctl_switches_layout_persona_pause_and_resume(talking_head, installed_pe
     wait_frames(rec, n0 + 10)
     frozen = frame(rec, n0)
     assert all(np.array_equal(frame(rec, i), frozen) for i in range(n0, n0 + 10))
-    assert d.status()["paused"] is True
+    assert d.status().paused is True
     ctl("resume")
     n0 = len(rec.sent)
     wait_frames(rec, n0 + 12)
@@ -199,16 +200,16 @@ def test_ctl_switches_layout_persona_pause_and_resume(talking_head, installed_pe
     assert k - n0 <= 2
     wait_frames(rec, k + 5)
     assert all(red(frame(rec, i)) for i in range(k, k + 5))
-    assert d.status()["persona"] == "tiny2"
+    assert d.status().persona == "tiny2"
 
     # Calibrate takes the face in view; align becomes transfer.
     capsys.readouterr()
     ctl("calibrate")
     assert "neutral face calibrated; retarget transfer" in capsys.readouterr().out
-    st = d.status()
+    st = d.status().as_dict()
     assert st["calibrated"] and st["retarget"] == "transfer"
     ctl("retarget", "raw")
-    assert d.status()["retarget"] == "raw"
+    assert d.status().retarget == "raw"
 
     # Refusals are one line each, and the daemon carries on.
     for args, msg in ((["persona", "nobody"], "unknown persona 'nobody'"),
@@ -266,14 +267,14 @@ def test_mirror_passthrough_and_landmarks(recorder, daemons, capsys):
     assert f[:, 50:150].mean() < 60 and f[:, 170:270].mean() > 150  # flipped
     # landmarks on/off comes back to the layout before; so does passthrough.
     ctl("landmarks", "on")
-    assert d.status()["layout"] == "landmarks" and d.status()["face"] is False
+    assert d.status().layout == "landmarks" and d.status().face is False
     ctl("landmarks", "off")
-    assert d.status()["layout"] == "camera"
+    assert d.status().layout == "camera"
     ctl("layout", "landmarks")
     ctl("passthrough", "on")
-    assert d.status()["layout"] == "camera"
+    assert d.status().layout == "camera"
     ctl("passthrough", "off")
-    assert d.status()["layout"] == "landmarks"
+    assert d.status().layout == "landmarks"
     assert main(["ctl", "layout", "persona"]) == 1
     assert "needs a persona" in capsys.readouterr().err
 
@@ -315,7 +316,7 @@ def test_camera_lost_keeps_publishing_then_resumes(recorder, daemons):
     rec = Recorder.last
     states, lost_frame = [], None
     while time.monotonic() - FlakyCamera.t0 < 3.5:
-        st = d.status()
+        st = d.status().as_dict()
         if not states or states[-1] != st["camera"]:
             states.append(st["camera"])
         if st["camera"] == "lost" and time.monotonic() - FlakyCamera.t0 > 1.6:
@@ -332,7 +333,7 @@ def test_camera_lost_keeps_publishing_then_resumes(recorder, daemons):
     assert abs(len(rec.times) / elapsed - FPS) < 3
     last = frame(rec, len(rec.sent) - 1)
     assert abs(last[:, 45:275].mean() - 180) < 10  # the camera again (inside the letterbox)
-    assert d.status()["camera_problem"] == ""
+    assert d.status().camera_problem == ""
 
 
 # -- one daemon per user; a control socket that nobody can break ----------------------------
@@ -390,7 +391,7 @@ def test_misbehaving_clients_never_stall_the_output(talking_head, installed_pers
     assert len(answers) > 5 and all(answers)
     assert "incomplete request" in recv_line(stalled)["error"]
     stalled.close()
-    assert d.status()["paused"] is False  # the half request did nothing
+    assert d.status().paused is False  # the half request did nothing
 
 
 # -- the command as a user runs it --------------------------------------------------------------
@@ -413,7 +414,7 @@ def test_run_to_a_file_for_3_seconds(talking_head, installed_persona, tmp_path):
         assert (v.codec_context.width, v.codec_context.height) == (1280, 720)
         assert float(v.average_rate) == 30
     assert 80 <= n <= 92, f"{n} frames for 3 s at 30 fps"
-    assert not list(tmp_path.glob(".*partial"))
+    assert not [p for p in tmp_path.iterdir() if is_partial(p)]
 
 
 @pytest.mark.skipif(os.uname().sysname != "Linux", reason="the v4l2loopback message is Linux's")

@@ -98,25 +98,6 @@ def test_image_folder_source_and_video_from_it(tmp_path, talking_head, installed
     assert "8 frames, face in 8" in proc.stdout
 
 
-def test_camera_source_keeps_only_the_newest_frame(talking_head):
-    """A video file opened through OpenCV stands in for a webcam (no device here)."""
-    from f2f_cam.sources import VideoFileSource
-
-    with VideoFileSource(talking_head[0]) as src:
-        frames = [f for _, f in src]
-    with CameraSource(str(talking_head[0])) as cam:
-        assert cam.size == (320, 240)
-        first = cam.read(timeout=5)
-        assert first is not None and first[1].shape == (240, 320, 3)
-        deadline = time.monotonic() + 10
-        while cam.frames_captured < len(frames) and time.monotonic() < deadline:
-            time.sleep(0.05)  # nobody reads: the capture thread keeps overwriting one slot
-        assert cam.frames_captured == len(frames)
-        t, newest = cam.latest()
-        assert np.abs(newest.astype(int) - frames[-1].astype(int)).mean() < 3  # the last, not the next
-        assert cam.read(timeout=0.2) is None  # nothing newer has come since
-
-
 def test_missing_camera_is_a_user_error():
     with pytest.raises(UserError, match="cannot open camera"):
         CameraSource("/dev/video99")

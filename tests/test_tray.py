@@ -58,33 +58,33 @@ def test_menu_calls_the_daemon(dummy_pystray, installed_persona, second_persona,
     # Persona: radio items, the current one checked; a click switches.
     assert personas() == [("tiny", True, True), ("tiny2", False, True)]
     items(top["Persona"].submenu)["tiny2"](icon)
-    assert d.status()["persona"] == "tiny2"
+    assert d.status().persona == "tiny2"
     assert personas() == [("tiny", False, True), ("tiny2", True, True)]
 
     # Layout.
     assert layouts() == {"Persona": False, "Side by side": False, "Landmarks": False, "Camera (passthrough)": True}
     items(top["Layout"].submenu)["Side by side"](icon)
-    assert d.status()["layout"] == "side-by-side" and layouts()["Side by side"]
+    assert d.status().layout == "side-by-side" and layouts()["Side by side"]
     items(top["Layout"].submenu)["Camera (passthrough)"](icon)
 
     # Show landmarks: on, then back to the layout before.
     top["Show landmarks"](icon)
-    assert d.status()["layout"] == "landmarks" and top["Show landmarks"].checked
+    assert d.status().layout == "landmarks" and top["Show landmarks"].checked
     top["Show landmarks"](icon)
-    assert d.status()["layout"] == "camera" and not top["Show landmarks"].checked
+    assert d.status().layout == "camera" and not top["Show landmarks"].checked
 
     # Pause and the icon's state.
     assert tray._state == "running"
     top["Pause"](icon)
-    assert d.status()["paused"] and top["Pause"].checked
+    assert d.status().paused and top["Pause"].checked
     assert icon_state(d) == "paused" and tray._state == "paused"  # refreshed after the action
     top["Pause"](icon)
-    assert not d.status()["paused"] and tray._state == "running"
+    assert not d.status().paused and tray._state == "running"
 
-    mirrored = d.status()["mirror"]
+    mirrored = d.status().mirror
     assert mirrored is True and top["Mirror"].checked  # camera "0" is a webcam: mirrored by default
     top["Mirror"](icon)
-    assert d.status()["mirror"] is False and not top["Mirror"].checked
+    assert d.status().mirror is False and not top["Mirror"].checked
 
     # Refusals reach the user as a warning, and the tray carries on.
     caplog.clear()

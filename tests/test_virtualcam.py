@@ -8,9 +8,10 @@ import pyvirtualcam
 import pyvirtualcam.camera
 from pyvirtualcam.util import encode_fourcc
 
-from f2f_cam import virtualcam
+from f2f_cam.sinks import virtualcam
 from f2f_cam.errors import UserError
-from f2f_cam.virtualcam import Pacer, VirtualCamSink
+from f2f_cam.sinks.paced import Pacer
+from f2f_cam.sinks.virtualcam import VirtualCamSink
 
 
 class Recorder:

@@ -1,8 +1,8 @@
-"""The preview window, in a process of its own.
+"""The window sink: a preview window in a process of its own, and the daemon's preview tap.
 
 OpenCV's HighGUI (a Qt build in the wheels) works only on a process's main thread,
 and in the daemon that thread belongs to the tray. So the window runs in a child
-process (``python -m f2f_cam.preview``), fed through a memory-mapped file: the daemon
+process (``python -m f2f_cam.sinks.window``), fed through a memory-mapped file: the daemon
 copies the newest frame in and never waits; a seqlock (an odd sequence number while a
 frame is being written) lets the child skip half-written frames.
 """
@@ -20,7 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
+from f2f_cam import paths
 from f2f_cam.errors import UserError
+from f2f_cam.system import display_problem
 
 log = logging.getLogger(__name__)
 
@@ -28,31 +30,26 @@ HEADER = struct.Struct("<QQ")  # (sequence number, 1 once the daemon closes the 
 TITLE = "Face2Face Cam preview"
 
 
-def display_problem() -> str | None:
-    if os.name == "posix" and sys.platform != "darwin" and \
-            not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
-        return "no display to open a preview window on"
-    return None
-
-
 class PreviewWindow:
     """A window showing RGB uint8 (H, W, 3) frames; ``closed`` once the user closes it
     (the window's close button, q or Esc)."""
 
+    kind = "window"
+
     def __init__(self, size: tuple[int, int], title: str = TITLE, folder: Path | None = None):
         problem = display_problem()
         if problem:
-            raise UserError(f"{problem}; use --output FILE.mp4 instead")
+            raise UserError(f"no display to open a preview window on ({problem}); use --output FILE.mp4 instead")
         self.width, self.height = size
         self._nbytes = self.width * self.height * 3
-        fd, name = tempfile.mkstemp(prefix="preview-", suffix=".frame", dir=folder)
+        fd, name = tempfile.mkstemp(prefix="preview-", suffix=".frame", dir=folder or paths.runtime_dir())
         self._path = Path(name)
         os.ftruncate(fd, HEADER.size + self._nbytes)
         self._map = mmap.mmap(fd, HEADER.size + self._nbytes)
         os.close(fd)
         self._frame = np.frombuffer(self._map, np.uint8, self._nbytes, HEADER.size).reshape(self.height, self.width, 3)
         self._seq = 0
-        self._proc = subprocess.Popen([sys.executable, "-m", "f2f_cam.preview", str(self._path), str(self.width),
+        self._proc = subprocess.Popen([sys.executable, "-m", "f2f_cam.sinks.window", str(self._path), str(self.width),
                                        str(self.height), title, str(os.getpid())])
         self._closed = False
 
@@ -60,7 +57,11 @@ class PreviewWindow:
     def closed(self) -> bool:
         return self._closed or self._proc.poll() is not None
 
-    def write(self, frame: np.ndarray) -> None:
+    def describe(self) -> dict:
+        return {"kind": self.kind, "backend": self.kind, "device": "preview window",
+                "size": [self.width, self.height], "fps": None}
+
+    def write(self, frame: np.ndarray, t: float | None = None) -> None:
         if self.closed:
             return
         self._seq += 1
@@ -88,6 +89,45 @@ class PreviewWindow:
 
     def __exit__(self, *exc):
         self.close()
+
+
+class PreviewTap:
+    """The daemon's "Show preview window": a copy of every output frame in a window,
+    opened and closed as ``on`` flips (tray, ``ctl preview``, or the user closing it).
+
+    Called from the output thread with each frame sent; a failing window only turns
+    the preview off, it never takes the output down.
+    """
+
+    def __init__(self, size: tuple[int, int]):
+        self.size = size
+        self.on = False
+        self._window: PreviewWindow | None = None
+
+    def set(self, on: bool) -> None:
+        problem = display_problem()
+        if on and problem:
+            raise UserError(f"no display to open a preview window on ({problem})")
+        self.on = bool(on)
+
+    def __call__(self, frame: np.ndarray) -> None:
+        try:
+            if self.on and self._window is None:
+                self._window = PreviewWindow(self.size)
+            if self._window is not None:
+                if self.on:
+                    self._window.write(frame)
+                if not self.on or self._window.closed:
+                    self.close()
+        except (UserError, OSError) as e:
+            log.warning("no preview window: %s", e)
+            self.close()
+
+    def close(self) -> None:
+        self.on = False
+        if self._window is not None:
+            window, self._window = self._window, None
+            window.close()
 
 
 def _child(path: str, width: int, height: int, title: str, parent: int) -> int:

@@ -1,4 +1,4 @@
-"""The virtual camera sink ("Face2Face Cam") on pyvirtualcam, and a pacer for other sinks.
+"""The virtual camera sink ("Face2Face Cam") on pyvirtualcam.
 
 Frames go to the backend as RGB uint8 (H, W, 3) (``PixelFormat.RGB``): the format the
 pipeline already makes, so nothing is converted or copied on the way out.
@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import logging
 import platform
-import time
 from pathlib import Path
 
 import numpy as np
 
-from f2f_cam.errors import UserError
+from f2f_cam.errors import UserError, one_line
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +106,7 @@ class VirtualCamSink:
                                                 backend=name, device=dev)
                 break
             except Exception as e:  # each backend fails in its own way (RuntimeError, OSError, ...)
-                errors.append(f"{name}: {_one_line(e).removeprefix(repr(name) + ' backend: ')}")
+                errors.append(f"{name}: {one_line(e).removeprefix(repr(name) + ' backend: ')}")
         if self._cam is None:
             why = "; ".join(errors) or f"pyvirtualcam has no backend on {platform.system()}"
             raise UserError(f"no virtual camera could be opened ({why}); {how_to_get_a_backend()}; "
@@ -127,7 +126,7 @@ class VirtualCamSink:
         return {"kind": self.kind, "backend": self.backend, "device": self.device,
                 "size": [self.width, self.height], "fps": self.fps}
 
-    def write(self, frame: np.ndarray) -> None:
+    def write(self, frame: np.ndarray, t: float | None = None) -> None:
         """frame: RGB uint8 (H, W, 3), C-contiguous (then pyvirtualcam sends it as is)."""
         self._cam.send(frame)
 
@@ -144,28 +143,3 @@ class VirtualCamSink:
 
     def __exit__(self, *exc):
         self.close()
-
-
-class Pacer:
-    """Paces a loop at ``fps`` for sinks that have no clock of their own (file, window).
-
-    Keeps an absolute schedule, so there is no drift; when a frame is late by more than
-    one period the schedule restarts from now instead of sending a burst to catch up.
-    """
-
-    def __init__(self, fps: float):
-        self.period = 1.0 / float(fps)
-        self._next: float | None = None
-
-    def sleep_until_next_frame(self) -> None:
-        now = time.perf_counter()
-        if self._next is None or now > self._next + self.period:
-            self._next = now  # the first frame, or late by over a period: restart, no burst
-        self._next += self.period
-        if self._next > now:
-            time.sleep(self._next - now)
-
-
-def _one_line(e: Exception) -> str:
-    text = " ".join(str(e).split())
-    return text or type(e).__name__

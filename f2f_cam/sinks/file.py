@@ -1,8 +1,5 @@
-"""Frame sinks: a video file (with the input's audio copied in) and a preview window.
-
-A sink takes RGB uint8 (H, W, 3) frames. The virtual camera sink lives in
-``f2f_cam.virtualcam`` with the daemon.
-"""
+"""The video file sink: RGB uint8 (H, W, 3) frames encoded with PyAV, the input's audio
+copied in alongside, written under a temporary name and renamed when complete."""
 
 from __future__ import annotations
 
@@ -13,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from f2f_cam.atomic import partial_path
 from f2f_cam.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -36,6 +34,8 @@ class VideoFileSink:
     ``with`` block fails, or ``abort()`` is called, nothing is left behind.
     """
 
+    kind = "file"
+
     def __init__(self, path: str | Path, size: tuple[int, int], fps: Fraction | float,
                  audio_from: str | Path | None = None):
         import av
@@ -54,7 +54,7 @@ class VideoFileSink:
         w, h = size
         if w % 2 or h % 2:
             raise ValueError(f"video size must be even for yuv420p, got {w}x{h}")
-        self.tmp = parent / f".{self.path.name}.partial"
+        self.tmp = partial_path(self.path)
         try:
             self._out = av.open(str(self.tmp), "w", format=fmt)
         except (av.error.FFmpegError, OSError) as e:
@@ -64,11 +64,16 @@ class VideoFileSink:
         self._video.width, self._video.height = w, h
         self._video.pix_fmt = "yuv420p"
         self._video.time_base = 1 / self.fps
+        self.width, self.height = w, h
         self.frames = 0
         self._closed = False
         self._audio_in = None
         if audio_from is not None:
             self._open_audio(Path(audio_from))
+
+    def describe(self) -> dict:
+        return {"kind": self.kind, "backend": self.kind, "device": str(self.path),
+                "size": [self.width, self.height], "fps": float(self.fps)}
 
     # -- audio: copied packet by packet when the container takes the codec ----------
 
@@ -117,7 +122,8 @@ class VideoFileSink:
 
     # -- video --------------------------------------------------------------------
 
-    def write(self, frame: np.ndarray) -> None:
+    def write(self, frame: np.ndarray, t: float | None = None) -> None:
+        """frame: RGB uint8 (H, W, 3); one frame of the constant-rate file (``t`` unused)."""
         import av
 
         if frame.shape != (self._video.height, self._video.width, 3) or frame.dtype != np.uint8:
@@ -175,54 +181,3 @@ class VideoFileSink:
             self.close()
         else:
             self.abort()
-
-
-class WindowSink:
-    """A preview window (OpenCV HighGUI). Closing it or pressing q/Esc sets ``closed``."""
-
-    def __init__(self, title: str = "Face2Face Cam"):
-        import cv2
-
-        if os.name == "posix" and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")) \
-                and not _is_macos():
-            raise UserError("no display to open a preview window on; use -o FILE.mp4 instead")
-        self.title = title
-        try:
-            cv2.namedWindow(title, cv2.WINDOW_NORMAL)
-        except cv2.error as e:
-            raise UserError(f"cannot open a preview window ({str(e).strip().splitlines()[-1]})") from e
-        self.closed = False
-
-    def write(self, frame: np.ndarray) -> None:
-        import cv2
-
-        if self.closed:
-            return
-        cv2.imshow(self.title, cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
-        key = cv2.waitKey(1) & 0xFF
-        visible = cv2.getWindowProperty(self.title, cv2.WND_PROP_VISIBLE)
-        if key in (ord("q"), 27) or visible < 1:
-            self.close()
-
-    def close(self) -> None:
-        import cv2
-
-        if not self.closed:
-            self.closed = True
-            try:
-                cv2.destroyWindow(self.title)
-                cv2.waitKey(1)
-            except cv2.error:  # already gone
-                pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-
-def _is_macos() -> bool:
-    import sys
-
-    return sys.platform == "darwin"
