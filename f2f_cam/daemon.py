@@ -28,7 +28,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from f2f_cam import flow
-from f2f_cam.config import DaemonConfig, PipelineConfig, parse_size
+from f2f_cam.config import DaemonConfig, PipelineConfig
 from f2f_cam.errors import UserError
 from f2f_cam.sinks.paced import Rate
 
@@ -147,7 +147,7 @@ class Daemon:
         from f2f_cam.sources import is_camera
 
         self.cfg = cfg
-        self.size = parse_size(cfg.size)
+        self.size = cfg.frame_size  # (w, h); the config checked it
         mirror = cfg.mirror if cfg.mirror is not None else is_camera(cfg.camera)
         self.pipeline_cfg = replace(pipeline_cfg, mirror=mirror)
         self._custom_source = open_source

@@ -48,12 +48,6 @@ class Face:
         """(478, 2) float32 pixel coordinates."""
         return self.points[:, :2]
 
-    def bbox(self) -> tuple[float, float, float, float]:
-        """(x0, y0, x1, y1) of the points, in pixels."""
-        x0, y0 = self.xy.min(axis=0)
-        x1, y1 = self.xy.max(axis=0)
-        return float(x0), float(y0), float(x1), float(y1)
-
 
 def sha256_file(path: Path) -> str:
     """Hex SHA-256 of a file, read in 1 MiB blocks."""

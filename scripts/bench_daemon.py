@@ -95,10 +95,10 @@ def measure(clip: Path, persona: str, seconds: float, warmup: float) -> dict:
         latencies = []
         while time.perf_counter() - t0 < seconds:
             time.sleep(0.25)
-            if d.status()["latency_ms"] is not None:
-                latencies.append(d.status()["latency_ms"])
+            if d.status().latency_ms is not None:
+                latencies.append(d.status().latency_ms)
         elapsed = time.perf_counter() - t0
-        st = d.status()
+        st = d.status().as_dict()
         times = [t for t in cam.times[n0:]]
         gaps = [b - a for a, b in zip(times, times[1:])]
         return {

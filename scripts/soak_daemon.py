@@ -60,11 +60,11 @@ class Unpluggable:
 
     def __init__(self, video):
         from f2f_cam.errors import UserError
-        from f2f_cam.sources import open_live_source
+        from f2f_cam.sources import open_source
 
         if self.unplugged():
             raise UserError("cannot open camera: unplugged")
-        self.src = open_live_source(video)
+        self.src = open_source(video, live=True)
 
     @classmethod
     def unplugged(cls) -> bool:
