@@ -6,17 +6,10 @@ commands, so the daemon and ``f2f-cam --help`` never pay for the training code.
 
 from __future__ import annotations
 
-import json
-import logging
-import shutil
 import sys
 from pathlib import Path
 
 import click
-
-from f2f_cam.errors import UserError
-
-log = logging.getLogger(__name__)
 
 
 def _size_option(f):
@@ -55,21 +48,23 @@ def dataset(video, output, frames, size, val_fraction, seed, quiet):
               help="Run folder: dataset, checkpoints, samples, metrics (default: DATA_DIR/runs/NAME).")
 @click.option("--frames", type=click.IntRange(min=2), default=400, show_default=True, help="Frames to sample from VIDEO.")
 @_size_option
-@click.option("--ngf", type=click.IntRange(min=1), default=32, show_default=True, help="Generator width (64: the paper's).")
-@click.option("--ndf", type=click.IntRange(min=1), default=64, show_default=True, help="Discriminator width.")
-@click.option("--norm", type=click.Choice(["batch", "instance"]), default="batch", show_default=True,
+# Ranges and choices of the training options are checked by TrainConfig itself, so the
+# command line, tests and library calls get the same one-line error.
+@click.option("--ngf", type=int, default=32, show_default=True, help="Generator width (64: the paper's).")
+@click.option("--ndf", type=int, default=64, show_default=True, help="Discriminator width.")
+@click.option("--norm", default="batch", show_default=True,
               help="Normalisation: batch (pix2pix) or instance (per image).")
 @click.option("--no-dropout", is_flag=True, help="No dropout in the generator's decoder.")
-@click.option("--epochs", type=click.IntRange(min=1), default=None, help="Passes over the data (the old max_epochs) [default: 30, or none with --minutes].")
-@click.option("--minutes", type=click.FloatRange(min=0, min_open=True), default=None, help="Time budget: stop cleanly at it and export.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=4, show_default=True, help="Per process.")
+@click.option("--epochs", type=int, default=None, help="Passes over the data (the old max_epochs) [default: 30, or none with --minutes].")
+@click.option("--minutes", type=float, default=None, help="Time budget: stop cleanly at it and export.")
+@click.option("--batch-size", type=int, default=4, show_default=True, help="Per process.")
 @click.option("--lr", type=float, default=2e-4, show_default=True)
-@click.option("--gan-mode", type=click.Choice(["vanilla", "lsgan"]), default="vanilla", show_default=True)
-@click.option("--decay-epochs", type=click.IntRange(min=0), default=0, show_default=True, help="Linear lr decay over the last N epochs.")
-@click.option("--save-every", type=click.IntRange(min=0), default=500, show_default=True, help="Steps between checkpoints (the old save_freq).")
-@click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda | mps")
+@click.option("--gan-mode", default="vanilla", show_default=True, help="vanilla | lsgan")
+@click.option("--decay-epochs", type=int, default=0, show_default=True, help="Linear lr decay over the last N epochs.")
+@click.option("--save-every", type=int, default=500, show_default=True, help="Steps between checkpoints (the old save_freq).")
+@click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda | cuda:N | mps")
 @click.option("--precision", default="auto", show_default=True, help="auto | fp32 | bf16 | fp16")
-@click.option("--workers", type=click.IntRange(min=0), default=0, show_default=True, help="DataLoader worker processes.")
+@click.option("--workers", type=int, default=0, show_default=True, help="DataLoader worker processes.")
 @click.option("--sync-bn", is_flag=True, help="SyncBatchNorm across torchrun processes.")
 @click.option("--no-augment", is_flag=True, help="No random rotation/scale/shift of the pairs.")
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -85,77 +80,36 @@ def train(video, name, display_name, dataset_dir, workdir, frames, size, ngf, nd
     Resumable (--resume), stops cleanly at a time budget (--minutes), and runs under
     `torchrun --nproc-per-node N -m f2f_cam train ...` for DistributedDataParallel.
     """
-    from f2f_cam import paths
-    from f2f_cam.persona import PersonaStore, check_name
-    from trainers import train as tr
-    from trainers.dataset import build_dataset, load_dataset, sha256_file
-    from trainers.export import export_checkpoint
+    from trainers.config import TrainConfig
+    from trainers.recipe import train_persona
 
-    check_name(name)
-    if (video is None) == (dataset_dir is None):
-        raise UserError("give a VIDEO or --dataset DIR (one of the two)")
-    if not force and name in PersonaStore().names():
-        raise UserError(f"persona '{name}' already exists; add --force to replace it, or pick another --name")
-    cfg = tr.TrainConfig(size=size, ngf=ngf, ndf=ndf, norm=norm, dropout=not no_dropout, epochs=epochs if epochs or minutes else 30,
-                         minutes=minutes, batch_size=batch_size, lr=lr, gan_mode=gan_mode,
-                         decay_epochs=decay_epochs, save_every=save_every, device=device, precision=precision,
-                         workers=workers, sync_bn=sync_bn, augment=not no_augment, seed=seed, max_steps=max_steps)
-    run_dir = Path(workdir) if workdir else paths.data_dir() / "runs" / name
-    dd = tr.init_distributed(tr.pick_device(cfg.device).type)
-    ckpt = run_dir / "checkpoints" / "last.pt"
-    if dd.main:
-        if ckpt.exists() and not resume:
-            if not force:
-                raise UserError(f"a training run for '{name}' exists in {run_dir}; add --resume to continue it "
-                                "or --force to start over")
-            shutil.rmtree(run_dir / "checkpoints")
-        if resume and not ckpt.exists():
-            raise UserError(f"nothing to resume: no checkpoint in {run_dir / 'checkpoints'}")
-
-    # Dataset: rank 0 builds (or reuses) it, the others wait.
-    if dataset_dir is None:
-        dataset_dir = run_dir / "dataset"
-        if dd.main:
-            if not Path(video).exists():
-                raise UserError(f"no such file: {video}")
-            reuse = False
-            if (dataset_dir / "dataset.json").exists():
-                old = json.loads((dataset_dir / "dataset.json").read_text())
-                reuse = (old.get("video_sha256") == sha256_file(Path(video)) and old.get("image_size") == size
-                         and old.get("seed") == seed and old.get("frames_sampled", 0) <= frames)
-            if reuse:
-                click.echo(f"reusing the dataset in {dataset_dir}", err=True)
-            else:
-                build_dataset(video, dataset_dir, frames=frames, size=size, seed=seed, progress=not quiet)
-    _barrier(dd)
-    meta = load_dataset(dataset_dir)
-    tr.tune_malloc()
-    result = tr.train(cfg, meta, run_dir, resume=resume, progress=not quiet)
-    tr.finish_distributed()
-    if not dd.main:
+    cfg = TrainConfig(size=size, ngf=ngf, ndf=ndf, norm=norm, dropout=not no_dropout,
+                      epochs=epochs if epochs is not None or minutes is not None else 30,
+                      minutes=minutes, batch_size=batch_size, lr=lr, gan_mode=gan_mode,
+                      decay_epochs=decay_epochs, save_every=save_every, device=device, precision=precision,
+                      workers=workers, sync_bn=sync_bn, augment=not no_augment, seed=seed, max_steps=max_steps)
+    r = train_persona(name, video=video, dataset=dataset_dir, config=cfg, workdir=workdir, frames=frames,
+                      display_name=display_name, resume=resume, force=force, progress=not quiet)
+    if r.rank != 0:
         return
-    if result["stopped"] == "interrupted":
-        cmd = " ".join(["f2f-cam"] + sys.argv[1:]) if "--resume" in sys.argv else \
-            " ".join(["f2f-cam"] + sys.argv[1:] + ["--resume"])
-        click.echo(f"interrupted; checkpoint saved in {run_dir / 'checkpoints'}. Resume with:\n  {cmd}", err=True)
+    if r.interrupted:
+        args = sys.argv[1:] + ([] if "--resume" in sys.argv else ["--resume"])
+        click.echo(f"interrupted; checkpoint saved in {r.checkpoint.parent}. Resume with:\n  "
+                   f"{' '.join(['f2f-cam', *args])}", err=True)
         raise SystemExit(130)
-    persona = export_checkpoint(ckpt, name, display_name=display_name, force=force, result=result)
+    nan = float("nan")
     click.echo(
-        f"trained {result['epochs']} epochs ({result['steps']} steps, {result['seconds'] / 60:.1f} min on "
-        f"{result['device']}, {result['precision']}; stopped: {result['stopped']}); validation "
-        f"L1 {result.get('val_l1', float('nan')):.4f}, PSNR {result.get('val_psnr', float('nan')):.2f} dB, "
-        f"SSIM {result.get('val_ssim', float('nan')):.3f}\n"
-        f"persona '{name}' installed at {persona.path}\n"
-        f"samples and metrics: {run_dir}\n"
+        f"trained {r.epochs} epochs ({r.steps} steps, {r.minutes:.1f} min on {r.device}, {r.precision}; "
+        f"stopped: {r.stopped}); validation L1 {_or(r.val_l1, nan):.4f}, PSNR {_or(r.val_psnr, nan):.2f} dB, "
+        f"SSIM {_or(r.val_ssim, nan):.3f}\n"
+        f"persona '{name}' installed at {r.persona}\n"
+        f"samples and metrics: {r.run_dir}\n"
         f"use it: f2f-cam video IN.mp4 -o OUT.mp4 --persona {name}   or   f2f-cam run --persona {name}"
     )
 
 
-def _barrier(dd) -> None:
-    if dd.world > 1:
-        import torch.distributed as dist
-
-        dist.barrier()
+def _or(value, default):
+    return default if value is None else value
 
 
 @click.command()

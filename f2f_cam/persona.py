@@ -2,8 +2,10 @@
 
 A persona is a folder; ``NAME.f2f`` is that folder as a zip. Loading validates every
 field and the generator's shapes, and never unpickles anything (the generator is
-TorchScript, loaded with ``torch.jit.load``). Import installs atomically: it unpacks
-into a temporary folder inside the store, validates, then renames.
+TorchScript, loaded with ``torch.jit.load``). Every install (a freshly exported persona,
+a folder, a ``.f2f`` archive) goes through ``PersonaStore.install``: the files are
+checked once, in memory, then written as a temporary folder inside the store and
+renamed.
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ import math
 import os
 import re
 import shutil
-import tempfile
 import warnings
 import zipfile
 import zlib
@@ -24,7 +25,8 @@ from pathlib import Path
 import numpy as np
 
 from f2f_cam import paths
-from f2f_cam.errors import UserError
+from f2f_cam.atomic import atomic_dir, atomic_path
+from f2f_cam.errors import UserError, one_line
 from f2f_cam.geometry import Crop
 from f2f_cam.sketch import SKETCH_VERSION
 
@@ -101,24 +103,28 @@ class Persona:
                                    what=f"persona '{self.name}'")
 
 
-def load_generator_file(path: Path, size: int, device: str = "cpu", dtype: str = "float32",
+def load_generator_file(source: Path | bytes, size: int, device: str = "cpu", dtype: str = "float32",
                         what: str = "generator"):
-    """Load a TorchScript generator and check its input/output contract."""
+    """Load a TorchScript generator (a file, or its bytes) and check its input/output contract."""
+    import io
+
     import torch
 
     torch_dtype = getattr(torch, dtype)
+    name = GENERATOR_FILE if isinstance(source, bytes) else Path(source).name
     try:
         with warnings.catch_warnings():
             # TorchScript is deprecated upstream in favour of torch.export; personas
             # format v1 is TorchScript (see README), so keep the CLI quiet about it.
             warnings.simplefilter("ignore", DeprecationWarning)
-            module = torch.jit.load(str(path), map_location=device)
+            f = io.BytesIO(source) if isinstance(source, bytes) else str(source)
+            module = torch.jit.load(f, map_location=device)
         module.eval()
         x = torch.zeros(1, 3, size, size, device=device, dtype=torch_dtype)
         with torch.inference_mode():
             y = module(x)
     except Exception as e:  # a corrupt file fails in many ways inside torch
-        raise UserError(f"{what}: {path.name} is not a working TorchScript generator ({_short(e)}); "
+        raise UserError(f"{what}: {name} is not a working TorchScript generator ({one_line(e, 200)}); "
                         "re-export or re-import the persona") from e
     if not isinstance(y, torch.Tensor) or tuple(y.shape) != (1, 3, size, size):
         shape = tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__
@@ -127,10 +133,7 @@ def load_generator_file(path: Path, size: int, device: str = "cpu", dtype: str =
     return module
 
 
-def _short(e: Exception) -> str:
-    text = str(e).strip().splitlines()
-    return (text[0] if text else type(e).__name__)[:200]
-
+# -- reading and checking persona.json ------------------------------------------------
 
 def read_persona(folder: Path, bundled: bool = False) -> Persona:
     """Read and validate a persona folder's ``persona.json`` (not the generator)."""
@@ -141,14 +144,43 @@ def read_persona(folder: Path, bundled: bool = False) -> Persona:
         raise UserError(f"{where} has no {PERSONA_JSON}; re-import or re-export it")
     if meta_path.stat().st_size > MAX_JSON_BYTES:
         raise UserError(f"{where}: {PERSONA_JSON} is too large; the persona is corrupt")
+    persona = persona_from_meta(folder, parse_meta(meta_path.read_bytes(), where), bundled, where)
+    if not persona.generator_path.is_file():
+        raise _corrupt(where, f"{persona.generator_file} is missing")
+    return persona
+
+
+def parse_meta(data: bytes | None, where: str) -> dict:
+    """``persona.json``'s bytes -> its dict (not yet validated: see ``persona_from_meta``)."""
+    if data is None:
+        raise UserError(f"{where} has no {PERSONA_JSON}; re-import or re-export it")
+    if len(data) > MAX_JSON_BYTES:
+        raise UserError(f"{where}: {PERSONA_JSON} is too large; the persona is corrupt")
     try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        if not isinstance(meta, dict):
-            raise ValueError("top level is not an object")
+        meta = json.loads(data.decode("utf-8"))
+    except ValueError as e:  # bad UTF-8 or bad JSON
+        raise _corrupt(where, str(e)) from e
+    if not isinstance(meta, dict):
+        raise _corrupt(where, "top level is not an object")
+    return meta
+
+
+def dump_meta(meta: dict) -> bytes:
+    """The bytes of ``persona.json``."""
+    return json.dumps(meta, indent=1).encode("utf-8")
+
+
+def persona_from_meta(folder: Path, meta: dict, bundled: bool = False, where: str | None = None) -> Persona:
+    """Validate every field of a ``persona.json`` dict; the persona it describes at ``folder``."""
+    try:
         return _persona_from_meta(folder, meta, bundled)
     except (ValueError, KeyError, TypeError) as e:
         msg = f"missing field {e}" if isinstance(e, KeyError) else str(e)
-        raise UserError(f"{where} is corrupt: {msg}; re-import or re-export it") from e
+        raise _corrupt(where or f"persona at {folder}", msg) from e
+
+
+def _corrupt(where: str, msg: str) -> UserError:
+    return UserError(f"{where} is corrupt: {msg}; re-import or re-export it")
 
 
 def _persona_from_meta(folder: Path, meta: dict, bundled: bool) -> Persona:
@@ -183,8 +215,6 @@ def _persona_from_meta(folder: Path, meta: dict, bundled: bool) -> Persona:
     dtype = gen.get("dtype", "float32")
     if dtype not in DTYPES:
         raise ValueError(f"generator dtype {dtype!r} is not one of {DTYPES}")
-    if not (folder / gen_file).is_file():
-        raise ValueError(f"{gen_file} is missing")
     training = meta.get("training", {})
     if not isinstance(training, dict):
         raise ValueError("training must be an object")
@@ -220,27 +250,55 @@ def build_meta(*, name: str, display_name: str, image_size: int, crop: Crop,
     }
 
 
-def write_archive(folder: Path, out_file: Path) -> Path:
-    """Zip a persona folder into ``out_file`` atomically (temp file + rename)."""
+# -- a persona's files: checked once, then written as a folder or a zip -------------------
+
+def check_files(files: dict[str, bytes], folder: Path, where: str, meta: dict | None = None) -> Persona:
+    """Validate a persona held as ``{file name: bytes}``: every persona.json field
+    (parsed here unless ``meta`` is given) and the generator, loaded and run once.
+    Returns the persona as it will be at ``folder``."""
+    persona = persona_from_meta(folder, meta or parse_meta(files.get(PERSONA_JSON), where), where=where)
+    if persona.generator_file not in files:
+        raise _corrupt(where, f"{persona.generator_file} is missing")
+    load_generator_file(files[persona.generator_file], persona.image_size, dtype=persona.dtype,
+                        what=f"persona '{persona.name}'")
+    return persona
+
+
+def write_folder(files: dict[str, bytes], folder: Path, replace: bool = False) -> Path:
+    """The files as the folder ``folder``, atomically (a temp folder beside it, renamed);
+    ``replace``: an existing folder is swapped out only once the new one is complete."""
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_dir(folder, replace=replace) as tmp:
+        for name, data in files.items():
+            (tmp / name).write_bytes(data)
+    return folder
+
+
+def read_files(folder: Path) -> dict[str, bytes]:
+    """A persona folder's known files, as bytes."""
+    folder = Path(folder)
+    return {name: (folder / name).read_bytes() for name in ALLOWED_FILES if (folder / name).is_file()}
+
+
+def write_archive(source: Path | dict[str, bytes], out_file: Path) -> Path:
+    """Zip a persona (its folder, or its files as bytes) into ``out_file`` atomically."""
     out_file = Path(out_file)
     if out_file.is_dir():
         raise UserError(f"{out_file} is a folder; give a file name like NAME.f2f")
     parent = out_file.parent if str(out_file.parent) else Path(".")
     if not parent.is_dir():
         raise UserError(f"cannot write {out_file}: folder {parent} does not exist")
+    files = source if isinstance(source, dict) else None
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{out_file.name}.", suffix=".partial", dir=parent)
-    except OSError as e:
-        raise UserError(f"cannot write {out_file}: {e.strerror}") from e
-    try:
-        with os.fdopen(fd, "wb") as raw, zipfile.ZipFile(raw, "w", zipfile.ZIP_DEFLATED) as zf:
+        with atomic_path(out_file) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
             for name in ALLOWED_FILES:
-                if (folder / name).is_file():
-                    zf.write(folder / name, name)
-        os.replace(tmp, out_file)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+                if files is not None and name in files:
+                    zf.writestr(name, files[name])
+                elif files is None and (Path(source) / name).is_file():
+                    zf.write(Path(source) / name, name)
+    except OSError as e:
+        raise UserError(f"cannot write {out_file}: {e.strerror or one_line(e)}") from e
     return out_file
 
 
@@ -294,28 +352,43 @@ class PersonaStore:
                     return self.get(name)
         return None
 
+    def check_free(self, name: str, force: bool = False) -> None:
+        """Refuse to replace an installed persona without ``force``."""
+        if not force and (self.root / name).exists():
+            raise UserError(f"persona '{name}' already exists; add --force to replace it")
+
+    def install(self, files: dict[str, bytes], force: bool = False, name: str | None = None,
+                where: str = "persona") -> Persona:
+        """Install a persona given as ``{file name: bytes}``: the one way into the store.
+
+        persona.json is parsed once, every field and the generator are checked once
+        (before anything is written), then the folder appears atomically, replacing an
+        installed one of the same name only with ``force``. ``name`` renames it.
+        """
+        files = {n: files[n] for n in ALLOWED_FILES if n in files}
+        meta = parse_meta(files.get(PERSONA_JSON), where)
+        if name is not None and name != meta.get("name"):
+            meta = dict(meta, name=check_name(name))
+            files[PERSONA_JSON] = dump_meta(meta)
+        persona = check_files(files, self.root / str(meta.get("name")), where, meta)
+        self.check_free(persona.name, force)
+        try:
+            write_folder(files, persona.path, replace=force)
+        except OSError as e:
+            raise UserError(f"cannot write to the persona store {self.root}: {e.strerror or one_line(e)}") from e
+        log.info("installed persona %s at %s", persona.name, persona.path)
+        return persona
+
     def install_folder(self, src: Path, force: bool = False, name: str | None = None) -> Persona:
         """Copy a persona folder into the store atomically (validated first)."""
-        staging = self._staging()
-        try:
-            for f in ALLOWED_FILES:
-                if (Path(src) / f).is_file():
-                    shutil.copy2(Path(src) / f, staging / f)
-            return self._commit(staging, force, name)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
+        return self.install(read_files(src), force, name, where=f"persona at {src}")
 
     def import_archive(self, archive: Path, force: bool = False) -> Persona:
-        """Install a ``.f2f`` file: safe unzip into a temp folder, validate, rename."""
+        """Install a ``.f2f`` file: a safe unzip in memory, validate, write atomically."""
         archive = Path(archive)
         if not archive.is_file():
             raise UserError(f"no such file: {archive}")
-        staging = self._staging()
-        try:
-            _safe_extract(archive, staging)
-            return self._commit(staging, force, None)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
+        return self.install(_read_archive(archive), force, where=f"persona in {archive}")
 
     def export_archive(self, name: str, out_file: Path) -> Path:
         return write_archive(self.get(name).path, out_file)
@@ -333,73 +406,41 @@ class PersonaStore:
         shutil.rmtree(trash, ignore_errors=True)
         return folder
 
-    # -- internals ---------------------------------------------------------------
 
-    def _staging(self) -> Path:
-        try:
-            self.root.mkdir(parents=True, exist_ok=True)
-            # Same filesystem as the store, so the final rename is atomic.
-            return Path(tempfile.mkdtemp(prefix=".incoming-", dir=self.root))
-        except OSError as e:
-            raise UserError(f"cannot write to the persona store {self.root}: {e.strerror}") from e
-
-    def _commit(self, staging: Path, force: bool, name: str | None) -> Persona:
-        persona = read_persona(staging)
-        if name and name != persona.name:
-            meta = dict(persona.meta, name=check_name(name))
-            (staging / PERSONA_JSON).write_text(json.dumps(meta, indent=1), encoding="utf-8")
-            persona = read_persona(staging)
-        persona.load_generator()  # refuse a persona whose generator does not work
-        final = self.root / persona.name
-        if final.exists():
-            if not force:
-                raise UserError(f"persona '{persona.name}' already exists; add --force to replace it")
-            old = self.root / f".replaced-{persona.name}-{os.getpid()}"
-            os.replace(final, old)
-            os.replace(staging, final)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(staging, final)
-        log.info("installed persona %s at %s", persona.name, final)
-        return read_persona(final)
-
-
-def _safe_extract(archive: Path, dest: Path) -> None:
+def _read_archive(archive: Path) -> dict[str, bytes]:
     """Unzip only the known persona files, refusing traversal, links and bombs."""
     try:
         zf = zipfile.ZipFile(archive)
     except (zipfile.BadZipFile, OSError) as e:
-        raise UserError(f"{archive} is not a persona archive (.f2f zip): {_short(e)}") from e
+        raise UserError(f"{archive} is not a persona archive (.f2f zip): {one_line(e, 200)}") from e
     with zf:
-        infos = zf.infolist()
-        if len(infos) > 2 * len(ALLOWED_FILES):
-            raise UserError(f"{archive} has {len(infos)} entries; a persona has at most {len(ALLOWED_FILES)}")
-        total = 0
+        infos = [i for i in zf.infolist() if not i.is_dir()]
+        _check_entries(archive, infos, len(zf.infolist()))
+        files = {}
         for info in infos:
-            name = info.filename
-            if info.is_dir():
-                continue
-            if name not in ALLOWED_FILES:
-                # Catches '../x', '/etc/x', 'a/b', backslashes: only bare known names pass.
-                raise UserError(f"{archive} contains an unexpected entry {name!r}; refusing to import it")
-            if (info.external_attr >> 16) & 0o170000 == 0o120000:
-                raise UserError(f"{archive} contains a symbolic link ({name}); refusing to import it")
-            total += info.file_size
-        if total > MAX_ARCHIVE_BYTES:
-            raise UserError(f"{archive} unpacks to {total >> 20} MiB, more than the "
-                            f"{MAX_ARCHIVE_BYTES >> 20} MiB limit; refusing to import it")
-        for info in infos:
-            if info.is_dir():
-                continue
-            written = 0
             try:
-                with zf.open(info) as src, open(dest / info.filename, "wb") as out:
-                    while block := src.read(1 << 20):
-                        written += len(block)
-                        # The header's size could lie; count what really comes out.
-                        if written > info.file_size or written > MAX_ARCHIVE_BYTES:
-                            raise UserError(f"{archive}: {info.filename} is larger than it claims; "
-                                            "refusing to import it")
-                        out.write(block)
+                with zf.open(info) as src:
+                    # The header's size could lie; read one byte more than it claims.
+                    data = src.read(min(info.file_size, MAX_ARCHIVE_BYTES) + 1)
             except (zipfile.BadZipFile, zlib.error, EOFError) as e:
-                raise UserError(f"{archive} is damaged ({_short(e)}); export it again") from e
+                raise UserError(f"{archive} is damaged ({one_line(e, 200)}); export it again") from e
+            if len(data) > info.file_size or len(data) > MAX_ARCHIVE_BYTES:
+                raise UserError(f"{archive}: {info.filename} is larger than it claims; refusing to import it")
+            files[info.filename] = data
+    return files
+
+
+def _check_entries(archive: Path, infos: list[zipfile.ZipInfo], n_entries: int) -> None:
+    """Every entry a bare known file name, no links, and a sane unpacked size."""
+    if n_entries > 2 * len(ALLOWED_FILES):
+        raise UserError(f"{archive} has {n_entries} entries; a persona has at most {len(ALLOWED_FILES)}")
+    for info in infos:
+        if info.filename not in ALLOWED_FILES:
+            # Catches '../x', '/etc/x', 'a/b', backslashes: only bare known names pass.
+            raise UserError(f"{archive} contains an unexpected entry {info.filename!r}; refusing to import it")
+        if (info.external_attr >> 16) & 0o170000 == 0o120000:
+            raise UserError(f"{archive} contains a symbolic link ({info.filename}); refusing to import it")
+    total = sum(info.file_size for info in infos)
+    if total > MAX_ARCHIVE_BYTES:
+        raise UserError(f"{archive} unpacks to {total >> 20} MiB, more than the "
+                        f"{MAX_ARCHIVE_BYTES >> 20} MiB limit; refusing to import it")

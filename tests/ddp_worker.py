@@ -7,8 +7,10 @@
 import sys
 from pathlib import Path
 
+from trainers.config import TrainConfig
 from trainers.dataset import load_dataset
-from trainers.train import TrainConfig, finish_distributed, train
+from trainers.distributed import finish_distributed
+from trainers.train import train
 
 
 def main() -> None:

@@ -9,8 +9,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from f2f_cam.system import native_bf16
 from trainers import fastconv as fc
-from trainers import train as tr
+from trainers import step as tr
 from trainers.bench import MODES, time_steps
 from trainers.networks import cat_skip, define_D, define_G
 
@@ -163,7 +164,7 @@ def test_generator_step_leaves_the_discriminator_gradients_alone():
 
 
 def test_tune_malloc_applies_on_linux():
-    code = "from trainers.train import tune_malloc; print(tune_malloc())"
+    code = "from trainers.step import tune_malloc; print(tune_malloc())"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == ("True" if sys.platform.startswith("linux") else "False")
@@ -171,6 +172,6 @@ def test_tune_malloc_applies_on_linux():
 
 @pytest.mark.parametrize("mode", MODES, ids=lambda m: m.name)
 def test_every_bench_mode_runs_a_training_step(mode):
-    if mode.amp_dtype is not None and not tr.cpu_has_bf16():
+    if mode.amp_dtype is not None and not native_bf16("cpu"):
         pytest.skip("no native bf16 on this CPU")  # bench_training leaves the mode out too
     assert time_steps(mode, ngf=8, size=64, batch_size=2, steps=1) > 0

@@ -14,7 +14,11 @@ import torch
 
 from f2f_cam import sketch
 from trainers import train as tr
+from trainers.config import TrainConfig
+from trainers.data import PairedDataset
 from trainers.dataset import build_dataset, load_dataset
+from trainers.evaluate import validate
+from trainers.networks import define_G
 
 from conftest import run_cli
 
@@ -50,15 +54,15 @@ def test_dataset_pairs_index_and_determinism(tiny_dataset, talking_head, tmp_pat
 
 def _untrained_val_l1(meta) -> float:
     torch.manual_seed(0)
-    G = tr.define_G("unet", size=64, ngf=8)
-    val = tr.PairedDataset(meta, "val")
-    return tr.validate(G, val, torch.device("cpu"), None, torch.contiguous_format)["val_l1"]
+    G = define_G("unet", size=64, ngf=8)
+    val = PairedDataset(meta, "val")
+    return validate(G, val, torch.device("cpu"), None, torch.contiguous_format)["val_l1"]
 
 
 def test_short_training_beats_the_untrained_generator(tiny_dataset, tmp_path):
     meta = load_dataset(tiny_dataset)
     before = _untrained_val_l1(meta)
-    result = tr.train(tr.TrainConfig(**TINY, epochs=20), meta, tmp_path / "run", progress=False)
+    result = tr.train(TrainConfig(**TINY, epochs=20), meta, tmp_path / "run", progress=False)
     assert result["stopped"] == "done" and result["epochs"] == 20 and result["steps"] == 120
     # Measured here: untrained ~0.26; after 20 tiny epochs (120 steps) ~0.11-0.13, after
     # 25 ~0.105 with batch or instance norm. The bound leaves room for noise.
@@ -71,9 +75,9 @@ def test_short_training_beats_the_untrained_generator(tiny_dataset, tmp_path):
 
 def test_interrupted_and_resumed_equals_uninterrupted(tiny_dataset, tmp_path):
     meta = load_dataset(tiny_dataset)
-    cfg = tr.TrainConfig(**TINY, epochs=2)
+    cfg = TrainConfig(**TINY, epochs=2)
     tr.train(cfg, meta, tmp_path / "straight", progress=False)
-    stopped = tr.train(tr.TrainConfig(**{**TINY, "epochs": 2, "max_steps": 4}), meta, tmp_path / "broken",
+    stopped = tr.train(TrainConfig(**{**TINY, "epochs": 2, "max_steps": 4}), meta, tmp_path / "broken",
                        progress=False)
     assert stopped["stopped"] == "max steps" and stopped["steps"] == 4  # mid-epoch 1 (6 steps an epoch)
     resumed = tr.train(cfg, meta, tmp_path / "broken", resume=True, progress=False)
@@ -101,7 +105,7 @@ def test_two_process_ddp_matches_one_process(tiny_dataset, tmp_path):
     a = _ddp_worker(tiny_dataset, tmp_path / "ddp3", 2, 2, 3)
     assert a["world_size"] == 2 and a["step"] == 3
     assert len(set(a["rank_G_sha1"])) == 1  # both ranks hold bit-identical generators
-    moved = max((a["G"][k].float() - tr.define_G("unet", size=64, ngf=8, n_dropout=0, norm="instance")
+    moved = max((a["G"][k].float() - define_G("unet", size=64, ngf=8, n_dropout=0, norm="instance")
                  .state_dict()[k].float()).abs().max().item() for k in a["G"] if "weight" in k)
     assert moved > 1e-4  # training really changed the weights
 
@@ -196,7 +200,7 @@ def test_dataset_with_mismatched_pairs(tiny_dataset, tmp_path):
 
 def test_checkpoint_from_another_config_and_corrupt_checkpoints(tiny_dataset, tmp_path):
     meta = load_dataset(tiny_dataset)
-    tr.train(tr.TrainConfig(**{**TINY, "max_steps": 2}, epochs=1), meta, tmp_path / "run", progress=False)
+    tr.train(TrainConfig(**{**TINY, "max_steps": 2}, epochs=1), meta, tmp_path / "run", progress=False)
     ckpt = tmp_path / "run" / "checkpoints" / "last.pt"
     saved = ckpt.read_bytes()
     one_line_error(run_cli("train", "--dataset", tiny_dataset, "--name", "x", "--size", "64", "--ngf", "16",

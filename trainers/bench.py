@@ -22,9 +22,9 @@ from dataclasses import dataclass
 
 import torch
 
+from f2f_cam.system import native_bf16
 from trainers.networks import define_D, define_G
-from trainers.train import (cpu_has_bf16, gan_loss, make_optimizers, prepare_models, train_step,
-                            tune_malloc)
+from trainers.step import gan_loss, make_optimizers, prepare_models, train_step, tune_malloc
 
 
 @dataclass(frozen=True)
@@ -94,7 +94,7 @@ def bench_training(size: int = 256, batch_size: int = 4, ngfs=(64, 32), steps: i
     (as it runs, and with the same allocator setting as ours)."""
     from tqdm import tqdm
 
-    modes = [m for m in MODES if m.amp_dtype is None or cpu_has_bf16()]
+    modes = [m for m in MODES if m.amp_dtype is None or native_bf16("cpu")]
     rows = []
     todo = [(ngf, m) for ngf in ngfs for m in modes]
     for ngf, mode in tqdm(todo, desc="bench", disable=not progress):

@@ -7,13 +7,11 @@ disk, with an index of the landmarks and the persona's canonical and neutral fac
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from f2f_cam.atomic import atomic_dir
 from f2f_cam.errors import UserError
 from f2f_cam.landmarks import sha256_file
 from f2f_cam.geometry import STABLE_POINTS, Crop, apply_affine, fit_similarity, square_around
@@ -106,11 +104,7 @@ def build_dataset(video: Path, out_dir: Path, *, frames: int = 400, size: int = 
     Written into a temp folder and renamed, so a failed run leaves nothing behind.
     Returns the dataset.json dict.
     """
-    import cv2
-    from tqdm import tqdm
-
     from f2f_cam import sketch
-    from f2f_cam.landmarks import LandmarkDetector
     from f2f_cam.sources import VideoFileSource
 
     video, out_dir = Path(video), Path(out_dir)
@@ -132,21 +126,7 @@ def build_dataset(video: Path, out_dir: Path, *, frames: int = 400, size: int = 
         raise UserError(f"{video} has no video frames")
     wanted = set(_sample_indices(total, frames).tolist())
 
-    # Pass 1: landmarks on the sampled frames (IMAGE mode: they are far apart in time).
-    kept: list[tuple[int, float, np.ndarray]] = []
-    skipped = {"no face": 0, "several faces": 0}
-    with VideoFileSource(video) as src, LandmarkDetector(mode="image", max_faces=2) as det:
-        bar = tqdm(total=len(wanted), desc="landmarks", unit="frame", disable=not progress)
-        for i, (t, frame) in enumerate(src):
-            if i not in wanted:
-                continue
-            faces = det.detect_all(frame)
-            bar.update(1)
-            if len(faces) != 1:
-                skipped["no face" if not faces else "several faces"] += 1
-                continue
-            kept.append((i, t, faces[0].points))
-        bar.close()
+    kept, skipped = _find_faces(video, wanted, progress)
     if not kept:
         raise UserError(f"no face found in {video}; use a video where one face is clearly visible")
     n_val = max(1, int(round(len(kept) * val_fraction)))
@@ -161,32 +141,11 @@ def build_dataset(video: Path, out_dir: Path, *, frames: int = 400, size: int = 
     rng = np.random.default_rng(seed)
     val_set = set(rng.choice(len(kept), size=n_val, replace=False).tolist())
 
-    # Pass 2: crops and sketches, into a temp folder beside the destination.
+    # Pass 2 into a temp folder beside the destination, renamed when complete (only an
+    # earlier dataset, checked above, is ever replaced).
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
-        (tmp / "A").mkdir()
-        (tmp / "B").mkdir()
-        index = []
-        by_frame = {i: k for k, (i, _, _) in enumerate(kept)}
-        m = crop.affine(size)
-        with VideoFileSource(video) as src:
-            bar = tqdm(total=len(kept), desc="pairs", unit="pair", disable=not progress)
-            for i, (t, frame) in enumerate(src):
-                k = by_frame.get(i)
-                if k is None:
-                    continue
-                pts = np.round(crop.to_image(kept[k][2], size), 2)  # as stored: A re-renders from the index
-                photo = cv2.warpAffine(frame, m, (size, size), flags=cv2.INTER_AREA,
-                                       borderMode=cv2.BORDER_REPLICATE)
-                name = f"{i:06d}.png"
-                cv2.imwrite(str(tmp / "A" / name), cv2.cvtColor(sketch.render(pts, size), cv2.COLOR_RGB2BGR))
-                cv2.imwrite(str(tmp / "B" / name), cv2.cvtColor(photo, cv2.COLOR_RGB2BGR))
-                index.append({"file": name, "frame": i, "time": round(float(t), 4),
-                              "split": "val" if k in val_set else "train",
-                              "landmarks": pts.tolist()})
-                bar.update(1)
-            bar.close()
+    with atomic_dir(out_dir, replace=True) as tmp:
+        index = _write_pairs(video, tmp, kept, val_set, crop, size, progress)
         meta = {
             "format": DATASET_FORMAT,
             "video": str(video.resolve()), "video_sha256": sha256_file(video),
@@ -199,12 +158,67 @@ def build_dataset(video: Path, out_dir: Path, *, frames: int = 400, size: int = 
             "pairs": index,
         }
         (tmp / DATASET_JSON).write_text(json.dumps(meta), encoding="utf-8")
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return meta
+
+
+def _find_faces(video: Path, wanted: set[int], progress: bool) -> tuple[list, dict]:
+    """Pass 1: landmarks on the sampled frames (IMAGE mode: they are far apart in time).
+
+    Returns ([(frame number, time, (478, 3) points)] of the frames with exactly one
+    face, {"no face": n, "several faces": n}).
+    """
+    from tqdm import tqdm
+
+    from f2f_cam.landmarks import LandmarkDetector
+    from f2f_cam.sources import VideoFileSource
+
+    kept: list[tuple[int, float, np.ndarray]] = []
+    skipped = {"no face": 0, "several faces": 0}
+    with VideoFileSource(video) as src, LandmarkDetector(mode="image", max_faces=2) as det:
+        bar = tqdm(total=len(wanted), desc="landmarks", unit="frame", disable=not progress)
+        for i, (t, frame) in enumerate(src):
+            if i not in wanted:
+                continue
+            faces = det.detect_all(frame)
+            bar.update(1)
+            if len(faces) != 1:
+                skipped["no face" if not faces else "several faces"] += 1
+                continue
+            kept.append((i, t, faces[0].points))
+        bar.close()
+    return kept, skipped
+
+
+def _write_pairs(video: Path, folder: Path, kept: list, val_set: set[int], crop: Crop, size: int,
+                 progress: bool) -> list[dict]:
+    """Pass 2: the kept frames' crops (B/) and sketches (A/) in ``folder``; their index."""
+    import cv2
+    from tqdm import tqdm
+
+    from f2f_cam import sketch
+    from f2f_cam.sources import VideoFileSource
+
+    (folder / "A").mkdir()
+    (folder / "B").mkdir()
+    index = []
+    by_frame = {i: k for k, (i, _, _) in enumerate(kept)}
+    m = crop.affine(size)
+    with VideoFileSource(video) as src:
+        bar = tqdm(total=len(kept), desc="pairs", unit="pair", disable=not progress)
+        for i, (t, frame) in enumerate(src):
+            k = by_frame.get(i)
+            if k is None:
+                continue
+            pts = np.round(crop.to_image(kept[k][2], size), 2)  # as stored: A re-renders from the index
+            photo = cv2.warpAffine(frame, m, (size, size), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REPLICATE)
+            name = f"{i:06d}.png"
+            cv2.imwrite(str(folder / "A" / name), cv2.cvtColor(sketch.render(pts, size), cv2.COLOR_RGB2BGR))
+            cv2.imwrite(str(folder / "B" / name), cv2.cvtColor(photo, cv2.COLOR_RGB2BGR))
+            index.append({"file": name, "frame": i, "time": round(float(t), 4),
+                          "split": "val" if k in val_set else "train", "landmarks": pts.tolist()})
+            bar.update(1)
+        bar.close()
+    return index
 
 
 def load_dataset(folder: Path) -> dict:

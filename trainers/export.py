@@ -1,16 +1,15 @@
 """Export a generator to a persona: frozen TorchScript + persona.json + thumbnail.
 
 The old project needed two scripts for this (reduce_model.py, freeze_model.py); here
-one function does it, and tests make their personas through this same path.
+``persona_files`` makes the files in memory, and one checked write puts them where
+they go: the store (``PersonaStore.install``), a folder, or a ``.f2f`` archive. Tests
+make their personas through this same path.
 """
 
 from __future__ import annotations
 
 import copy
-import json
-import os
-import shutil
-import tempfile
+import io
 import warnings
 from pathlib import Path
 
@@ -24,6 +23,10 @@ from f2f_cam import sketch
 from f2f_cam.errors import UserError
 from f2f_cam.generator import to_image, to_input
 from f2f_cam.geometry import Crop
+from f2f_cam.persona import PersonaStore
+from trainers.checkpoint import build_generator_from_checkpoint, load_checkpoint
+
+CROP_FIELDS = ("x", "y", "size", "frame_width", "frame_height")
 
 
 def freeze_generator(net: nn.Module, image_size: int, dtype: str = "float32") -> torch.jit.ScriptModule:
@@ -36,9 +39,8 @@ def freeze_generator(net: nn.Module, image_size: int, dtype: str = "float32") ->
         return torch.jit.freeze(traced.eval())
 
 
-def export_persona(
+def persona_files(
     net: nn.Module,
-    out_dir: Path,
     *,
     name: str,
     image_size: int,
@@ -50,49 +52,51 @@ def export_persona(
     generator_info: dict | None = None,
     dtype: str = "float32",
     model_card: str | None = None,
-    force: bool = False,
-) -> Path:
-    """Write the persona folder ``out_dir`` (atomically: temp folder, then rename).
+) -> tuple[dict[str, bytes], dict]:
+    """A persona's files as bytes (frozen generator, thumbnail, persona.json, model card),
+    and its persona.json dict. Nothing is written: see ``export_persona`` and
+    ``PersonaStore.install``.
 
     net: generator taking (1, 3, S, S) in [-1, 1]; canonical/neutral: (478, 2) in
-    persona image pixels. Returns ``out_dir``.
+    persona image pixels.
     """
     pf.check_name(name)
     if dtype not in pf.DTYPES:
         raise ValueError(f"unknown dtype {dtype!r}; choose one of: {', '.join(pf.DTYPES)}")
+    frozen = freeze_generator(net, image_size, dtype)
+    generator = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.jit.save(frozen, generator)
+    # Thumbnail: the persona's own neutral face, as the runtime will draw it.
+    with torch.inference_mode():
+        face = to_image(frozen(to_input(sketch.render(neutral, image_size), getattr(torch, dtype))).float())[0]
+    ok, thumbnail = cv2.imencode(".png", cv2.cvtColor(face, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise RuntimeError("PNG encoding of the thumbnail failed")
+    info = {"architecture": type(net).__name__, **(generator_info or {})}
+    meta = pf.build_meta(name=name, display_name=display_name or name, image_size=image_size,
+                         crop=crop, canonical=canonical, neutral=neutral, dtype=dtype,
+                         generator_info=info, training=training)
+    files = {pf.GENERATOR_FILE: generator.getvalue(), pf.THUMBNAIL: thumbnail.tobytes(),
+             pf.PERSONA_JSON: pf.dump_meta(meta)}
+    if model_card:
+        files[pf.MODEL_CARD] = model_card.encode("utf-8")
+    return files, meta
+
+
+def export_persona(net: nn.Module, out_dir: Path, *, force: bool = False, **persona) -> Path:
+    """Write the persona folder ``out_dir`` (outside the store), checked, then atomically.
+
+    ``persona``: ``persona_files``'s keyword arguments (name, image_size, crop, canonical,
+    neutral, ...). Returns ``out_dir``.
+    """
     out_dir = Path(out_dir)
     if out_dir.exists() and not force:
         raise UserError(f"{out_dir} already exists; add --force to replace it")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
-        frozen = freeze_generator(net, image_size, dtype)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
-            torch.jit.save(frozen, str(tmp / pf.GENERATOR_FILE))
-        # Thumbnail: the persona's own neutral face, as the runtime will draw it.
-        neutral_sketch = sketch.render(neutral, image_size)
-        with torch.inference_mode():
-            face = to_image(frozen(to_input(neutral_sketch, getattr(torch, dtype))).float())[0]
-        cv2.imwrite(str(tmp / pf.THUMBNAIL), cv2.cvtColor(face, cv2.COLOR_RGB2BGR))
-        info = {"architecture": type(net).__name__, **(generator_info or {})}
-        meta = pf.build_meta(name=name, display_name=display_name or name, image_size=image_size,
-                             crop=crop, canonical=canonical, neutral=neutral, dtype=dtype,
-                             generator_info=info, training=training)
-        (tmp / pf.PERSONA_JSON).write_text(json.dumps(meta, indent=1), encoding="utf-8")
-        if model_card:
-            (tmp / pf.MODEL_CARD).write_text(model_card, encoding="utf-8")
-        pf.read_persona(tmp).load_generator()  # what we wrote must load
-        if out_dir.exists():
-            old = out_dir.with_name(f".{out_dir.name}.old")
-            os.replace(out_dir, old)
-            os.replace(tmp, out_dir)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out_dir)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return out_dir
+    files, meta = persona_files(net, **persona)
+    pf.check_files(files, out_dir, f"persona at {out_dir}", meta)  # what we wrote must load
+    return pf.write_folder(files, out_dir, replace=force)
 
 
 def training_facts(ckpt: dict, result: dict | None = None) -> dict:
@@ -120,38 +124,28 @@ def training_facts(ckpt: dict, result: dict | None = None) -> dict:
 
 def export_checkpoint(ckpt_path: Path, name: str, *, display_name: str | None = None,
                       out_file: Path | None = None, force: bool = False, dtype: str = "float32",
-                      result: dict | None = None):
+                      result: dict | None = None, store: PersonaStore | None = None):
     """Checkpoint -> persona: installed in the store, or written to ``out_file`` (.f2f).
 
-    Returns the installed ``Persona``, or the archive path when ``out_file`` is given.
+    The generator is rebuilt from the checkpoint's own ``model_args``, frozen, checked
+    once and written once. Returns the installed ``Persona``, or the archive path when
+    ``out_file`` is given.
     """
-    from f2f_cam.persona import PersonaStore, write_archive
-    from trainers.train import build_generator_from_checkpoint, load_checkpoint
-
     pf.check_name(name)
-    store = PersonaStore()
+    store = store or PersonaStore()
     if out_file is None and name in store.names() and not force:
         raise UserError(f"persona '{name}' already exists; add --force to replace it")
     ckpt = load_checkpoint(ckpt_path)
-    net = build_generator_from_checkpoint(ckpt)
     p = ckpt["persona"]
-    crop = Crop(**{k: p["crop"][k] for k in ("x", "y", "size", "frame_width", "frame_height")})
-    if out_file is not None:
-        base = Path(out_file).resolve().parent
-        if not base.is_dir():
-            raise UserError(f"cannot write {out_file}: folder {base} does not exist")
-    else:
-        base = store.root.parent
-        base.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".export-", dir=base) as tmp:
-        folder = export_persona(
-            net, Path(tmp) / name, name=name, display_name=display_name or name,
-            image_size=ckpt["config"]["size"], crop=crop,
-            canonical=np.array(p["canonical"], np.float32), neutral=np.array(p["neutral"], np.float32),
-            training=training_facts(ckpt, result), dtype=dtype,
-            generator_info={"ngf": ckpt["config"]["ngf"], "norm": ckpt["config"].get("norm", "batch"),
-                            "checkpoint_step": ckpt["step"]},
-        )
-        if out_file is not None:
-            return write_archive(folder, Path(out_file))
-        return store.install_folder(folder, force=force)
+    files, meta = persona_files(
+        build_generator_from_checkpoint(ckpt), name=name, display_name=display_name or name,
+        image_size=ckpt["config"]["size"], crop=Crop(**{k: p["crop"][k] for k in CROP_FIELDS}),
+        canonical=np.array(p["canonical"], np.float32), neutral=np.array(p["neutral"], np.float32),
+        training=training_facts(ckpt, result), dtype=dtype,
+        generator_info={"ngf": ckpt["config"]["ngf"], "norm": ckpt["config"].get("norm", "batch"),
+                        "checkpoint_step": ckpt["step"]},
+    )
+    if out_file is None:
+        return store.install(files, force=force, where=f"persona '{name}' from {ckpt_path}")
+    pf.check_files(files, Path(out_file), f"persona '{name}' for {out_file}", meta)
+    return pf.write_archive(files, Path(out_file))

@@ -23,6 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from f2f_cam.system import cpu_has_amx
+
 # Thresholds measured layer by layer on this project's networks (AMD EPYC Zen 5, 2 cores,
 # AVX512-BF16, no AMX; tests/test_fastconv.py checks behaviour, not these timings):
 FULL_ROWS_MAX = 256  # GEMM rows (batch x positions) up to which forward and backward are GEMMs
@@ -288,12 +290,4 @@ def worthwhile(device: torch.device, amp_dtype) -> bool:
         caps = torch.backends.cpu.get_cpu_capability()
     except AttributeError:
         return False
-    return caps == "AVX512" and not _has_amx()
-
-
-def _has_amx() -> bool:
-    try:
-        with open("/proc/cpuinfo") as f:
-            return "amx_bf16" in f.read()
-    except OSError:
-        return False
+    return caps == "AVX512" and not cpu_has_amx()

@@ -1,0 +1,119 @@
+"""Checkpoints that describe themselves, as in nanoGPT.
+
+A checkpoint holds the networks' weights and their constructor arguments
+(``model_args``), the optimizers, counters, every rank's RNG state, the config dict,
+the sketch version, the dataset it was trained on and the persona geometry, so it
+rebuilds its own networks, resumes exactly, and exports without any other file.
+Loaded with ``torch.load(weights_only=True)``: nothing is unpickled but tensors and
+plain containers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from f2f_cam import sketch
+from f2f_cam.atomic import atomic_path
+from f2f_cam.errors import UserError, one_line
+from trainers.config import ARCH_FIELDS, TrainConfig, model_args
+from trainers.distributed import Dist, gather_tensors
+from trainers.networks import define_D, define_G
+
+CHECKPOINT_VERSION = 1
+
+
+def save_checkpoint(path: Path, state: dict) -> None:
+    """Atomic: a kill at any moment leaves the previous good checkpoint."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def load_checkpoint(path: Path) -> dict:
+    """Load with ``weights_only=True`` (no arbitrary unpickling) and check it."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"no such checkpoint: {path}")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated zip, garbage, a foreign pickle: many exception types
+        raise UserError(f"checkpoint {path} is corrupt or truncated ({one_line(e, 120)}); "
+                        "use an earlier one or train again") from e
+    if not isinstance(ckpt, dict) or ckpt.get("version") != CHECKPOINT_VERSION or "G" not in ckpt:
+        raise UserError(f"{path} is not an f2f-cam checkpoint")
+    if ckpt.get("sketch_version") != sketch.SKETCH_VERSION:
+        raise UserError(f"checkpoint {path} was trained on sketch version {ckpt.get('sketch_version')}, "
+                        f"this f2f-cam draws version {sketch.SKETCH_VERSION}; train again")
+    return ckpt
+
+
+def check_resumable(ckpt: dict, cfg: TrainConfig, dataset_sha: str, path: Path) -> None:
+    """Refuse to resume a run made with other networks, another loss or another video."""
+    old = ckpt["config"]
+    diff = [f"{k}={old.get(k)!r} (now {getattr(cfg, k)!r})" for k in ARCH_FIELDS if old.get(k) != getattr(cfg, k)]
+    if diff:
+        raise UserError(f"checkpoint {path} was made with another config: {', '.join(diff)}; "
+                        "use the same options, or start without --resume in a new folder")
+    if ckpt["dataset"]["video_sha256"] != dataset_sha:
+        raise UserError(f"checkpoint {path} was trained on another video; start a new run")
+
+
+# -- networks from their constructor arguments ----------------------------------------
+
+def build_networks(args: dict) -> tuple[nn.Module, nn.Module]:
+    """(G, D), freshly initialised, from ``model_args`` (see ``trainers.config.model_args``)."""
+    return _define(define_G, args["G"]), _define(define_D, args["D"])
+
+
+def _define(factory, args: dict) -> nn.Module:
+    """``factory(kind, **the rest)``: define_G / define_D fail loudly on an unknown kind."""
+    rest = dict(args)
+    return factory(rest.pop("kind"), **rest)
+
+
+def checkpoint_model_args(ckpt: dict) -> dict:
+    """The checkpoint's ``model_args``; older checkpoints lack them: from their config dict."""
+    if "model_args" in ckpt:
+        return ckpt["model_args"]
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    return model_args(TrainConfig(**{k: v for k, v in ckpt["config"].items() if k in fields}))
+
+
+def build_generator_from_checkpoint(ckpt: dict) -> nn.Module:
+    """A checkpoint rebuilds its own generator (eval mode) from the arguments saved with it."""
+    G = _define(define_G, checkpoint_model_args(ckpt)["G"])
+    G.load_state_dict(ckpt["G"])
+    return G.eval()
+
+
+# -- what a checkpoint records besides the weights --------------------------------------
+
+def rng_states(device: torch.device, dd: Dist) -> dict:
+    """Every rank's RNG state, in rank order, so dropout continues exactly on each one.
+    A collective under DDP: every rank calls it."""
+    cuda = [torch.cuda.get_rng_state(device)] if device.type == "cuda" else []
+    return {"rng_cpu": gather_tensors(torch.get_rng_state(), dd),
+            "rng_cuda": gather_tensors(cuda[0], dd) if cuda else []}
+
+
+def restore_rng(ckpt: dict, device: torch.device, dd: Dist) -> None:
+    """This rank's RNG state from a checkpoint (rank modulo the ranks it was saved by)."""
+    torch.set_rng_state(ckpt["rng_cpu"][dd.rank % len(ckpt["rng_cpu"])])
+    if device.type == "cuda" and ckpt.get("rng_cuda"):
+        torch.cuda.set_rng_state(ckpt["rng_cuda"][dd.rank % len(ckpt["rng_cuda"])])
+
+
+def dataset_facts(meta: dict) -> dict:
+    """The checkpoint's ``dataset`` and ``persona`` blocks, from ``load_dataset``'s dict:
+    what export needs to make a persona without the dataset folder."""
+    return {
+        "dataset": {"folder": meta["folder"], "video_sha256": meta["video_sha256"], "video": meta["video"],
+                    "frames": meta["frames_kept"], "train": meta["train"], "val": meta["val"]},
+        "persona": {"crop": meta["crop"], "canonical": meta["canonical_landmarks"],
+                    "neutral": meta["neutral_landmarks"]},
+    }

@@ -1,0 +1,94 @@
+"""Training settings: one frozen dataclass that checks itself, and the networks it asks for.
+
+Imports no torch, so ``f2f-cam train`` rejects a bad option at once. The CLI, tests and
+``trainers.recipe.train_persona`` all build a ``TrainConfig``, so a bad value gives
+the same one-line ``UserError`` whichever way it came in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from f2f_cam.errors import UserError
+from f2f_cam.persona import IMAGE_SIZES
+from f2f_cam.registry import check_device
+
+# Training precisions (the runtime's registry has no fp16: it is a GPU-training option).
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+GAN_MODES = ("vanilla", "lsgan")
+NORMS = ("batch", "instance")
+# Config fields that change the networks or the loss: a checkpoint made with other
+# values cannot resume.
+ARCH_FIELDS = ("size", "ngf", "ndf", "norm", "gan_mode", "dropout")
+N_DROPOUT = 3  # decoder blocks with dropout when ``dropout`` is on (pix2pix)
+D_LAYERS = 3  # PatchGAN depth: a 70x70 receptive field
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    size: int = 256  # image size (px); the dataset must have been built at this size
+    ngf: int = 32  # generator base filters: 64 is the paper's, 32 runs in real time on a CPU
+    ndf: int = 64  # discriminator base filters
+    norm: str = "batch"  # batch (pix2pix) | instance (per image; DDP on CPUs then equals one process)
+    epochs: int | None = 30  # passes over the training pairs (None: until --minutes)
+    minutes: float | None = None  # time budget: stop cleanly at it (checkpoint, then export)
+    batch_size: int = 4  # per process
+    lr: float = 2e-4  # Adam, as in pix2pix
+    beta1: float = 0.5
+    lambda_l1: float = 100.0  # weight of L1 against the GAN loss (pix2pix)
+    gan_mode: str = "vanilla"  # vanilla (BCE with logits) | lsgan (MSE)
+    decay_epochs: int = 0  # linear lr decay to 0 over the last N epochs (0: constant lr)
+    dropout: bool = True  # dropout in the first decoder blocks (pix2pix's noise)
+    augment: bool = True  # same small rotation/scale/shift on sketch and photo
+    save_every: int = 500  # steps between checkpoints (also one at every epoch end; 0: only those)
+    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
+    precision: str = "auto"  # auto | fp32 | bf16 | fp16 (auto: bf16 where the hardware has it)
+    channels_last: bool = True  # NHWC activations (parameters stay contiguous): faster convolutions
+    workers: int = 0  # DataLoader worker processes (0: load in the main process)
+    sync_bn: bool = False  # SyncBatchNorm across DDP processes (batch statistics over the global batch)
+    seed: int = 0
+    val_samples: int = 4  # validation pairs shown in the per-epoch sample grid
+    max_steps: int | None = None  # stop after this many steps in total (tests, smoke runs)
+
+    def __post_init__(self):
+        _choice("size", self.size, IMAGE_SIZES)
+        _choice("norm", self.norm, NORMS)
+        _choice("gan_mode", self.gan_mode, GAN_MODES)
+        _choice("precision", self.precision, PRECISIONS)
+        check_device(self.device)
+        for name in ("ngf", "ndf", "batch_size", "epochs", "max_steps", "val_samples"):
+            _at_least(name, getattr(self, name), 1)
+        for name in ("decay_epochs", "save_every", "workers", "lambda_l1"):
+            _at_least(name, getattr(self, name), 0)
+        for name in ("lr", "minutes"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:  # also refuses NaN
+                raise UserError(f"invalid {_flag(name)} {value!r}: must be more than 0")
+        if not 0 <= self.beta1 < 1:
+            raise UserError(f"invalid {_flag('beta1')} {self.beta1!r}: must be in [0, 1)")
+        if self.epochs is None and self.minutes is None and self.max_steps is None:
+            raise UserError("give --epochs or --minutes (or both)")
+
+
+def model_args(cfg: TrainConfig) -> dict:
+    """The networks' constructor arguments, saved in every checkpoint (nanoGPT's
+    ``model_args``): ``checkpoint.build_networks`` rebuilds G and D from them alone."""
+    return {
+        "G": {"kind": "unet", "size": cfg.size, "ngf": cfg.ngf,
+              "n_dropout": N_DROPOUT if cfg.dropout else 0, "norm": cfg.norm},
+        "D": {"kind": "patch", "ndf": cfg.ndf, "n_layers": D_LAYERS, "norm": cfg.norm},
+    }
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _choice(name: str, value, choices: tuple) -> None:
+    if value not in choices:
+        raise UserError(f"invalid {_flag(name)} {value!r}; choose one of: {', '.join(map(str, choices))}")
+
+
+def _at_least(name: str, value, low: int) -> None:
+    if value is not None and not value >= low:
+        raise UserError(f"invalid {_flag(name)} {value!r}: must be at least {low}")

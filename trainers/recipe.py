@@ -1,0 +1,132 @@
+"""``train_persona``: one video in, one installed persona out.
+
+The use case behind ``f2f-cam train``, as a function the CLI and tests both call:
+run-folder rules, dataset (built, or reused when it matches), training (resumable,
+under torchrun too), export and install. Rank 0 alone builds the dataset and
+installs the persona; every rank trains.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from f2f_cam.errors import UserError
+from f2f_cam.persona import PersonaStore, check_name
+from trainers.config import TrainConfig
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PersonaResult:
+    """What a training run did: the CLI prints it."""
+
+    stopped: str  # "done" | "time budget" | "max steps" | "interrupted"
+    epochs: int
+    steps: int
+    seconds: float
+    device: str
+    precision: str
+    run_dir: Path  # dataset, checkpoints, samples, metrics
+    checkpoint: Path
+    persona: Path | None  # the installed persona's folder (None: interrupted, or not rank 0)
+    val_l1: float | None = None
+    val_psnr: float | None = None
+    val_ssim: float | None = None
+    rank: int = 0
+    world_size: int = 1
+
+    @property
+    def minutes(self) -> float:
+        return self.seconds / 60
+
+    @property
+    def interrupted(self) -> bool:
+        return self.stopped == "interrupted"
+
+
+def train_persona(name: str, *, video: Path | None = None, dataset: Path | None = None,
+                  config: TrainConfig = TrainConfig(), workdir: Path | None = None, frames: int = 400,
+                  display_name: str | None = None, resume: bool = False, force: bool = False,
+                  progress: bool = True, store: PersonaStore | None = None) -> PersonaResult:
+    """Train the persona ``name`` from a ``video`` (or a ``dataset`` folder) and install it.
+
+    ``workdir``: the run folder (default DATA_DIR/runs/NAME). ``resume`` continues the
+    run there from its last checkpoint; ``force`` starts it over and replaces an
+    installed persona of the same name. An interrupted run (Ctrl-C) saves a checkpoint
+    and returns with ``stopped == "interrupted"`` and no persona.
+    """
+    from f2f_cam import paths
+    from trainers.dataset import load_dataset
+    from trainers.distributed import barrier, finish_distributed, init_distributed
+    from trainers.export import export_checkpoint
+    from trainers.step import tune_malloc
+    from trainers.train import train
+
+    check_name(name)
+    if (video is None) == (dataset is None):
+        raise UserError("give a VIDEO or --dataset DIR (one of the two)")
+    store = store or PersonaStore()
+    if not force and name in store.names():
+        raise UserError(f"persona '{name}' already exists; add --force to replace it, or pick another --name")
+    run_dir = Path(workdir) if workdir else paths.data_dir() / "runs" / name
+    dd = init_distributed(config.device)  # once per process: train() takes it from here
+    if dd.main:
+        prepare_run_dir(run_dir, name, resume=resume, force=force)
+    if dataset is None:  # rank 0 builds (or reuses) it, the others wait
+        dataset = run_dir / "dataset"
+        if dd.main:
+            ensure_dataset(Path(video), dataset, frames=frames, size=config.size, seed=config.seed,
+                           progress=progress)
+    barrier(dd)
+    meta = load_dataset(dataset)
+    tune_malloc()
+    facts = train(config, meta, run_dir, resume=resume, progress=progress, dd=dd)
+    finish_distributed()
+    persona = None
+    if dd.main and facts["stopped"] != "interrupted":
+        persona = export_checkpoint(facts["checkpoint"], name, display_name=display_name, force=force,
+                                    result=facts, store=store).path
+    return PersonaResult(
+        stopped=facts["stopped"], epochs=facts["epochs"], steps=facts["steps"], seconds=facts["seconds"],
+        device=facts["device"], precision=facts["precision"], run_dir=run_dir,
+        checkpoint=Path(facts["checkpoint"]), persona=persona, val_l1=facts.get("val_l1"),
+        val_psnr=facts.get("val_psnr"), val_ssim=facts.get("val_ssim"), rank=dd.rank, world_size=dd.world)
+
+
+def prepare_run_dir(run_dir: Path, name: str, *, resume: bool, force: bool) -> None:
+    """The run-folder rules: an earlier run continues only with ``resume`` and starts
+    over only with ``force``; ``resume`` needs a checkpoint to resume from."""
+    ckpt_dir = run_dir / "checkpoints"
+    if (ckpt_dir / "last.pt").exists() and not resume:
+        if not force:
+            raise UserError(f"a training run for '{name}' exists in {run_dir}; add --resume to continue it "
+                            "or --force to start over")
+        shutil.rmtree(ckpt_dir)
+    if resume and not (ckpt_dir / "last.pt").exists():
+        raise UserError(f"nothing to resume: no checkpoint in {ckpt_dir}")
+
+
+def ensure_dataset(video: Path, folder: Path, *, frames: int, size: int, seed: int, progress: bool) -> bool:
+    """Build the dataset of ``video`` in ``folder``, unless the one there was built from
+    the same video at the same size and seed from no more frames. Returns whether it
+    reused it."""
+    from trainers.dataset import DATASET_JSON, build_dataset, sha256_file
+
+    if not video.exists():
+        raise UserError(f"no such file: {video}")
+    if (folder / DATASET_JSON).exists():
+        try:
+            old = json.loads((folder / DATASET_JSON).read_text(encoding="utf-8"))
+        except ValueError:
+            old = {}  # unreadable: build it again
+        if (old.get("video_sha256") == sha256_file(video) and old.get("image_size") == size
+                and old.get("seed") == seed and old.get("frames_sampled", 0) <= frames):
+            log.warning("reusing the dataset in %s", folder)
+            return True
+    build_dataset(video, folder, frames=frames, size=size, seed=seed, progress=progress)
+    return False
