@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Callable
 
 from f2f_cam import paths
+from f2f_cam.atomic import atomic_path
 from f2f_cam.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -123,13 +124,11 @@ class ControlServer:
         sock.listen(MAX_CONNECTIONS)
         sock.setblocking(False)
         self.token = secrets.token_hex(16)
-        info = self.folder / TCP_INFO_NAME
-        tmp = info.with_suffix(".tmp")
-        tmp.unlink(missing_ok=True)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump({"port": sock.getsockname()[1], "token": self.token, "pid": os.getpid()}, f)
-        os.replace(tmp, info)
+        with atomic_path(self.folder / TCP_INFO_NAME) as tmp:
+            # Created 0600 before the token is written: only the user can ever read it.
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                json.dump({"port": sock.getsockname()[1], "token": self.token, "pid": os.getpid()}, f)
         return sock
 
     # -- serving --------------------------------------------------------------------

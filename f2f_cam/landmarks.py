@@ -11,7 +11,6 @@ import hashlib
 import logging
 import os
 import sys
-import tempfile
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from f2f_cam import paths
+from f2f_cam.atomic import atomic_path
 from f2f_cam.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -61,20 +61,15 @@ def sha256_file(path: Path) -> str:
 def _download(url: str, dest: Path, timeout: float = 30.0) -> None:
     """Fetch the model to ``dest`` atomically, checking size and SHA-256."""
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".download-", dir=dest.parent)
-    try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as resp:
+    with atomic_path(dest) as tmp:
+        with open(tmp, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as resp:
             while block := resp.read(1 << 20):
                 out.write(block)
-        if sha256_file(Path(tmp)) != MODEL_SHA256:
+        if sha256_file(tmp) != MODEL_SHA256:
             raise UserError(
                 f"downloaded {MODEL_FILE} has the wrong SHA-256; try again later or "
                 f"copy the official file to {dest}"
             )
-        os.replace(tmp, dest)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def find_model(download: bool = True) -> Path:
