@@ -210,3 +210,14 @@ def test_personas_cli_errors_are_one_line(args, message, tmp_path, monkeypatch):
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0] and "Traceback" not in proc.stderr
     assert not os.listdir(tmp_path)
+
+
+def test_install_under_another_name_rewrites_only_the_name(tiny_persona):
+    store = PersonaStore()
+    p = store.install_folder(tiny_persona[0], name="renamed")
+    assert p.name == "renamed" and p.path == store.root / "renamed" and store_is_clean(store, ["renamed"])
+    meta = json.loads((p.path / pf.PERSONA_JSON).read_text())
+    original = json.loads((tiny_persona[0] / pf.PERSONA_JSON).read_text())
+    assert meta == {**original, "name": "renamed"}
+    assert (p.path / "generator.pt").read_bytes() == (tiny_persona[0] / "generator.pt").read_bytes()
+    assert store.get("renamed").load_generator() is not None

@@ -14,9 +14,15 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from f2f_cam import paths
 from f2f_cam.errors import UserError
 from f2f_cam.persona import PersonaStore, check_name
 from trainers.config import TrainConfig
+from trainers.dataset import DATASET_JSON, build_dataset, load_dataset, sha256_file
+from trainers.distributed import barrier, finish_distributed, init_distributed
+from trainers.export import export_checkpoint
+from trainers.step import tune_malloc
+from trainers.train import train
 
 log = logging.getLogger(__name__)
 
@@ -60,13 +66,6 @@ def train_persona(name: str, *, video: Path | None = None, dataset: Path | None 
     installed persona of the same name. An interrupted run (Ctrl-C) saves a checkpoint
     and returns with ``stopped == "interrupted"`` and no persona.
     """
-    from f2f_cam import paths
-    from trainers.dataset import load_dataset
-    from trainers.distributed import barrier, finish_distributed, init_distributed
-    from trainers.export import export_checkpoint
-    from trainers.step import tune_malloc
-    from trainers.train import train
-
     check_name(name)
     if (video is None) == (dataset is None):
         raise UserError("give a VIDEO or --dataset DIR (one of the two)")
@@ -115,8 +114,6 @@ def ensure_dataset(video: Path, folder: Path, *, frames: int, size: int, seed: i
     """Build the dataset of ``video`` in ``folder``, unless the one there was built from
     the same video at the same size and seed from no more frames. Returns whether it
     reused it."""
-    from trainers.dataset import DATASET_JSON, build_dataset, sha256_file
-
     if not video.exists():
         raise UserError(f"no such file: {video}")
     if (folder / DATASET_JSON).exists():
