@@ -36,9 +36,13 @@ def run_demo(output: Path, persona: str | None = None, picture: Path | None = No
     from f2f_cam.video import convert_video
 
     store = PersonaStore()
-    name = persona or DEMO_PERSONA
-    if name not in store.names():
-        raise UserError(f"the demo persona '{name}' is not installed ({store.bundled_root}); reinstall f2f-cam")
+    if persona is not None:
+        name = store.get(persona).name  # an unknown name fails with the list of personas
+    elif DEMO_PERSONA in store.names():
+        name = DEMO_PERSONA
+    else:
+        raise UserError(f"the demo persona '{DEMO_PERSONA}' is not installed ({store.bundled_root}); "
+                        "reinstall f2f-cam")
     cfg = PipelineConfig(persona=name, layout="side-by-side")
     summary = convert_video(driving_clip(), output, cfg, progress=progress)
     if picture is not None:

@@ -10,6 +10,7 @@ import math
 import pytest
 
 from conftest import run_cli
+from tests_helpers import one_line_error
 from f2f_cam import paths
 from f2f_cam.config import DaemonConfig, PipelineConfig, SettingError, load_config, merge
 from f2f_cam.errors import UserError
@@ -127,14 +128,6 @@ def test_config_section_that_is_not_a_table():
 
 # -- through the console script, as a user types it ---------------------------------------
 
-def assert_one_line_error(proc, *words):
-    assert proc.returncode in (1, 2), (proc.returncode, proc.stderr)
-    lines = proc.stderr.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("f2f-cam: error: "), proc.stderr
-    assert "internal error" not in proc.stderr and "Traceback" not in proc.stderr
-    for w in words:
-        assert w in lines[0], lines[0]
-
 
 def written_files(*folders) -> list:
     return sorted(p for f in folders for p in f.rglob("*") if p.is_file())
@@ -160,7 +153,7 @@ VIDEO = ("video", "{tmp}/missing.mp4", "-o", "{tmp}/o.mp4", "--quiet")
 def test_bad_config_file_setting(isolated_dirs, tmp_path, kind, toml, args, words):
     config = write_config(toml)
     proc = run_cli(*(a.format(tmp=tmp_path) for a in args))
-    assert_one_line_error(proc, f"config file {config}: ", *words)
+    one_line_error(proc, f"config file {config}: ", *words)
     assert proc.returncode == 1
     assert written_files(isolated_dirs, tmp_path) == [config]  # no lock, log or output
 
@@ -180,6 +173,6 @@ def test_bad_config_file_setting(isolated_dirs, tmp_path, kind, toml, args, word
 ])
 def test_bad_command_line_setting(isolated_dirs, tmp_path, kind, args, words, code):
     proc = run_cli(*(a.format(tmp=tmp_path) for a in args))
-    assert_one_line_error(proc, *words)
+    one_line_error(proc, *words)
     assert proc.returncode == code
     assert written_files(isolated_dirs, tmp_path) == []

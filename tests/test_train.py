@@ -21,6 +21,7 @@ from trainers.evaluate import validate
 from trainers.networks import define_G
 
 from conftest import run_cli
+from tests_helpers import one_line_error
 
 HERE = Path(__file__).resolve().parent
 TINY = dict(size=64, ngf=8, ndf=8, batch_size=4, save_every=0, device="cpu")
@@ -164,11 +165,6 @@ def test_ctrl_c_saves_a_checkpoint_and_says_how_to_resume(tiny_dataset, tmp_path
     assert resumed.returncode == 0, resumed.stderr
     assert "stopped: max steps" in resumed.stdout
 
-
-def one_line_error(proc, text):
-    assert proc.returncode != 0
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and text in lines[0] and "Traceback" not in proc.stderr, proc.stderr
 
 
 def test_bad_videos(faceless_video, tmp_path):

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from conftest import run_cli
+from tests_helpers import one_line_error
 
 
 def probe(path) -> dict:
@@ -97,14 +98,6 @@ def test_no_face_frames_hold_last_face_and_start_idle(gap_video, installed_perso
         assert close(frames[i], frames[9]) < 3, f"frame {i} does not hold frame 9"
     assert close(frames[9], idle) > close(frames[10], frames[9])
 
-
-def one_line_error(proc, *expected):
-    assert proc.returncode != 0
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1, proc.stderr
-    assert "Traceback" not in proc.stderr
-    for text in expected:
-        assert text in lines[0], lines[0]
 
 
 def test_missing_input(tmp_path, installed_persona):

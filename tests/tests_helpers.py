@@ -29,3 +29,16 @@ def skip_unless(condition: bool, reason: str) -> None:
     if os.environ.get("CI"):
         pytest.fail(f"CI must have this: {reason}")
     pytest.skip(reason)
+
+
+def one_line_error(proc, *expected) -> str:
+    """A command that failed as a user error: non-zero exit, exactly one stderr line
+    ``f2f-cam: error: ...`` holding each ``expected`` text, no traceback, never
+    "internal error". Returns the line."""
+    assert proc.returncode != 0, (proc.returncode, proc.stdout)
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("f2f-cam: error: "), proc.stderr
+    assert "internal error" not in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    for text in expected:
+        assert text in lines[0], lines[0]
+    return lines[0]
