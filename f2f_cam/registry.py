@@ -95,6 +95,13 @@ PRECISIONS: Registry[str] = Registry("precision", {
     "bf16": "bf16 autocast",
 })
 
+# Training precision: the runtime's, plus fp16 (mixed precision with a grad scaler,
+# for GPUs without bf16).
+TRAIN_PRECISIONS: Registry[str] = Registry("precision", {
+    **dict(PRECISIONS.items()),
+    "fp16": "fp16 autocast with a grad scaler (CUDA)",
+})
+
 # Where torch runs. "auto" (training) picks cuda, then mps, then cpu.
 DEVICES: Registry[str] = Registry("device", {
     "auto": "a GPU if torch sees one (cuda, then mps), else the CPU",

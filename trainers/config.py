@@ -11,10 +11,9 @@ from dataclasses import dataclass
 
 from f2f_cam.errors import UserError
 from f2f_cam.persona import IMAGE_SIZES
-from f2f_cam.registry import check_device
+from f2f_cam.registry import TRAIN_PRECISIONS, check_device
 
-# Training precisions (the runtime's registry has no fp16: it is a GPU-training option).
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+PRECISIONS = TRAIN_PRECISIONS.names()  # auto | fp32 | bf16 | fp16
 GAN_MODES = ("vanilla", "lsgan")
 NORMS = ("batch", "instance")
 # Config fields that change the networks or the loss: a checkpoint made with other
