@@ -36,12 +36,34 @@ NUM_POINTS = 478
 MODES = ("video", "image")
 
 
+# MediaPipe's 52 blendshape scores, in the order the model gives them (ARKit's names).
+BLENDSHAPE_NAMES = ("_neutral", "browDownLeft", "browDownRight", "browInnerUp", "browOuterUpLeft",
+    "browOuterUpRight", "cheekPuff", "cheekSquintLeft", "cheekSquintRight", "eyeBlinkLeft", "eyeBlinkRight",
+    "eyeLookDownLeft", "eyeLookDownRight", "eyeLookInLeft", "eyeLookInRight", "eyeLookOutLeft",
+    "eyeLookOutRight", "eyeLookUpLeft", "eyeLookUpRight", "eyeSquintLeft", "eyeSquintRight", "eyeWideLeft",
+    "eyeWideRight", "jawForward", "jawLeft", "jawOpen", "jawRight", "mouthClose", "mouthDimpleLeft",
+    "mouthDimpleRight", "mouthFrownLeft", "mouthFrownRight", "mouthFunnel", "mouthLeft",
+    "mouthLowerDownLeft", "mouthLowerDownRight", "mouthPressLeft", "mouthPressRight", "mouthPucker",
+    "mouthRight", "mouthRollLower", "mouthRollUpper", "mouthShrugLower", "mouthShrugUpper", "mouthSmileLeft",
+    "mouthSmileRight", "mouthStretchLeft", "mouthStretchRight", "mouthUpperUpLeft", "mouthUpperUpRight",
+    "noseSneerLeft", "noseSneerRight")
+NUM_BLENDSHAPES = len(BLENDSHAPE_NAMES)  # 52
+
+
 @dataclass(frozen=True)
 class Face:
     """One face: ``points`` (478, 3) float32, x and y in pixels of the frame, z in the
-    same scale as x (MediaPipe's z times the frame width; smaller is nearer)."""
+    same scale as x (MediaPipe's z times the frame width; smaller is nearer).
+
+    With ``LandmarkDetector(blendshapes=True)`` also ``blendshapes`` (52,) float32,
+    MediaPipe's expression scores in [0, 1] in ``BLENDSHAPE_NAMES`` order, and ``pose``
+    (4, 4) float32, its facial transformation matrix (the canonical face model ->
+    this face, in centimetres); None otherwise.
+    """
 
     points: np.ndarray
+    blendshapes: np.ndarray | None = None
+    pose: np.ndarray | None = None
 
     @property
     def xy(self) -> np.ndarray:
@@ -132,6 +154,7 @@ class LandmarkDetector:
         mode: str = "video",
         max_faces: int = 4,
         min_confidence: float = 0.5,
+        blendshapes: bool = False,
     ):
         if mode not in MODES:
             raise ValueError(f"unknown landmark mode {mode!r}; choose one of: {', '.join(MODES)}")
@@ -146,6 +169,8 @@ class LandmarkDetector:
             min_face_detection_confidence=min_confidence,
             min_face_presence_confidence=min_confidence,
             min_tracking_confidence=min_confidence,
+            output_face_blendshapes=blendshapes,  # expression scores: a small second model (~1 ms)
+            output_facial_transformation_matrixes=blendshapes,
         )
         self.mode = mode
         with _native_stderr_quiet():
@@ -181,9 +206,13 @@ class LandmarkDetector:
                 result = self._landmarker.detect_for_video(image, t)
             else:
                 result = self._landmarker.detect(image)
+        scores = result.face_blendshapes or [None] * len(result.face_landmarks)
+        poses = result.facial_transformation_matrixes or [None] * len(result.face_landmarks)
         return [
-            Face(points=np.array([(p.x * w, p.y * h, p.z * w) for p in lms], dtype=np.float32))
-            for lms in result.face_landmarks
+            Face(points=np.array([(p.x * w, p.y * h, p.z * w) for p in lms], dtype=np.float32),
+                 blendshapes=None if bs is None else np.array([c.score for c in bs], dtype=np.float32),
+                 pose=None if m is None else np.asarray(m, dtype=np.float32).reshape(4, 4))
+            for lms, bs, m in zip(result.face_landmarks, scores, poses)
         ]
 
     def close(self) -> None:

@@ -112,3 +112,37 @@ def test_model_download_checks_sha256(monkeypatch, tmp_path):
         assert landmarks.sha256_file(got) == landmarks.MODEL_SHA256
     finally:
         server.shutdown()
+
+
+def test_blendshapes_and_pose_follow_the_known_mouth(talking_head):
+    """With blendshapes on, each face carries MediaPipe's 52 scores and its 4x4 pose;
+    the generated clip's known mouth opening shows in jawOpen."""
+    from f2f_cam.sources import VideoFileSource
+
+    path, motions = talking_head
+    with VideoFileSource(path) as src, landmarks.LandmarkDetector(mode="video", blendshapes=True) as det:
+        faces = [det(frame, int(t * 1000)) for t, frame in src]
+    pairs = [(f, m) for f, m in zip(faces, motions) if f is not None]
+    assert len(pairs) >= 0.95 * len(motions)
+    for face, _ in pairs:
+        assert face.blendshapes.shape == (landmarks.NUM_BLENDSHAPES,) and face.blendshapes.dtype == np.float32
+        assert 0 <= face.blendshapes.min() and face.blendshapes.max() <= 1
+        assert face.pose.shape == (4, 4) and np.allclose(face.pose[3], [0, 0, 0, 1], atol=1e-5)
+        # A rotation (times scale): orthogonal columns of equal length.
+        r = face.pose[:3, :3]
+        gram = r.T @ r
+        assert np.allclose(gram, np.eye(3) * gram[0, 0], atol=0.05 * gram[0, 0])
+    jaw = [f.blendshapes[landmarks.BLENDSHAPE_NAMES.index("jawOpen")] for f, _ in pairs]
+    mouth = [m.mouth for _, m in pairs]
+    assert np.std(mouth) > 0.1  # the clip talks
+    assert np.corrcoef(jaw, mouth)[0, 1] > 0.8
+    # Off by default: no second model, no scores.
+    with landmarks.LandmarkDetector(mode="image") as det:
+        assert det(np.asarray(src_frame(path))).blendshapes is None
+
+
+def src_frame(path):
+    from f2f_cam.sources import VideoFileSource
+
+    with VideoFileSource(path) as src:
+        return next(iter(src))[1]
