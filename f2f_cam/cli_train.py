@@ -60,6 +60,10 @@ def dataset(video, output, frames, size, val_fraction, seed, quiet):
 @click.option("--batch-size", type=int, default=4, show_default=True, help="Per process.")
 @click.option("--lr", type=float, default=2e-4, show_default=True)
 @click.option("--gan-mode", default="vanilla", show_default=True, help="vanilla | lsgan")
+@click.option("--num-d", "num_D", type=int, default=1, show_default=True,
+              help="Discriminator scales (2+: pix2pixHD's multi-scale discriminator).")
+@click.option("--lambda-feat", type=float, default=0.0, show_default=True,
+              help="Weight of pix2pixHD's discriminator feature matching (0: off; 10 in the paper).")
 @click.option("--decay-epochs", type=int, default=0, show_default=True, help="Linear lr decay over the last N epochs.")
 @click.option("--save-every", type=int, default=500, show_default=True, help="Steps between checkpoints (the old save_freq).")
 @click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda | cuda:N | mps")
@@ -73,7 +77,7 @@ def dataset(video, output, frames, size, val_fraction, seed, quiet):
 @click.option("--force", is_flag=True, help="Replace an existing persona / start the run over.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def train(video, name, display_name, dataset_dir, workdir, frames, size, ngf, ndf, norm, no_dropout, epochs, minutes,
-          batch_size, lr, gan_mode, decay_epochs, save_every, device, precision, workers, sync_bn,
+          batch_size, lr, gan_mode, num_D, lambda_feat, decay_epochs, save_every, device, precision, workers, sync_bn,
           no_augment, seed, max_steps, resume, force, quiet):
     """Train a persona from one video: dataset -> pix2pix -> export -> install.
 
@@ -85,7 +89,8 @@ def train(video, name, display_name, dataset_dir, workdir, frames, size, ngf, nd
 
     cfg = TrainConfig(size=size, ngf=ngf, ndf=ndf, norm=norm, dropout=not no_dropout,
                       epochs=epochs if epochs is not None or minutes is not None else 30,
-                      minutes=minutes, batch_size=batch_size, lr=lr, gan_mode=gan_mode,
+                      minutes=minutes, batch_size=batch_size, lr=lr, gan_mode=gan_mode, num_D=num_D,
+                      lambda_feat=lambda_feat,
                       decay_epochs=decay_epochs, save_every=save_every, device=device, precision=precision,
                       workers=workers, sync_bn=sync_bn, augment=not no_augment, seed=seed, max_steps=max_steps)
     r = train_persona(name, video=video, dataset=dataset_dir, config=cfg, workdir=workdir, frames=frames,

@@ -54,8 +54,10 @@ def load_checkpoint(path: Path) -> dict:
 
 def check_resumable(ckpt: dict, cfg: TrainConfig, dataset_sha: str, path: Path) -> None:
     """Refuse to resume a run made with other networks, another loss or another video."""
-    old = ckpt["config"]
-    diff = [f"{k}={old.get(k)!r} (now {getattr(cfg, k)!r})" for k in ARCH_FIELDS if old.get(k) != getattr(cfg, k)]
+    # A field an older checkpoint lacks had its default then (e.g. num_D, lambda_feat).
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+    old = {k: ckpt["config"].get(k, defaults[k]) for k in ARCH_FIELDS}
+    diff = [f"{k}={old[k]!r} (now {getattr(cfg, k)!r})" for k in ARCH_FIELDS if old[k] != getattr(cfg, k)]
     if diff:
         raise UserError(f"checkpoint {path} was made with another config: {', '.join(diff)}; "
                         "use the same options, or start without --resume in a new folder")

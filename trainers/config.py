@@ -18,7 +18,7 @@ GAN_MODES = ("vanilla", "lsgan")
 NORMS = ("batch", "instance")
 # Config fields that change the networks or the loss: a checkpoint made with other
 # values cannot resume.
-ARCH_FIELDS = ("size", "ngf", "ndf", "norm", "gan_mode", "dropout")
+ARCH_FIELDS = ("size", "ngf", "ndf", "norm", "gan_mode", "dropout", "num_D", "lambda_feat")
 N_DROPOUT = 3  # decoder blocks with dropout when ``dropout`` is on (pix2pix)
 D_LAYERS = 3  # PatchGAN depth: a 70x70 receptive field
 
@@ -36,6 +36,8 @@ class TrainConfig:
     beta1: float = 0.5
     lambda_l1: float = 100.0  # weight of L1 against the GAN loss (pix2pix)
     gan_mode: str = "vanilla"  # vanilla (BCE with logits) | lsgan (MSE)
+    num_D: int = 1  # discriminator scales: 1 is pix2pix's PatchGAN, 2+ pix2pixHD's multi-scale D
+    lambda_feat: float = 0.0  # pix2pixHD's discriminator feature matching (10 in the paper; 0: off)
     decay_epochs: int = 0  # linear lr decay to 0 over the last N epochs (0: constant lr)
     dropout: bool = True  # dropout in the first decoder blocks (pix2pix's noise)
     augment: bool = True  # same small rotation/scale/shift on sketch and photo
@@ -55,9 +57,9 @@ class TrainConfig:
         _choice("gan_mode", self.gan_mode, GAN_MODES)
         _choice("precision", self.precision, PRECISIONS)
         check_device(self.device)
-        for name in ("ngf", "ndf", "batch_size", "epochs", "max_steps", "val_samples"):
+        for name in ("ngf", "ndf", "batch_size", "epochs", "max_steps", "val_samples", "num_D"):
             _at_least(name, getattr(self, name), 1)
-        for name in ("decay_epochs", "save_every", "workers", "lambda_l1"):
+        for name in ("decay_epochs", "save_every", "workers", "lambda_l1", "lambda_feat"):
             _at_least(name, getattr(self, name), 0)
         for name in ("lr", "minutes"):
             value = getattr(self, name)
@@ -75,12 +77,14 @@ def model_args(cfg: TrainConfig) -> dict:
     return {
         "G": {"kind": "unet", "size": cfg.size, "ngf": cfg.ngf,
               "n_dropout": N_DROPOUT if cfg.dropout else 0, "norm": cfg.norm},
-        "D": {"kind": "patch", "ndf": cfg.ndf, "n_layers": D_LAYERS, "norm": cfg.norm},
+        "D": {"kind": "patch", "ndf": cfg.ndf, "n_layers": D_LAYERS, "norm": cfg.norm}
+        if cfg.num_D == 1 and cfg.lambda_feat == 0 else
+        {"kind": "multiscale", "ndf": cfg.ndf, "n_layers": D_LAYERS, "norm": cfg.norm, "num_D": cfg.num_D},
     }
 
 
 def _flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
+    return "--" + name.replace("_", "-").lower()
 
 
 def _choice(name: str, value, choices: tuple) -> None:

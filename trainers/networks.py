@@ -124,6 +124,39 @@ class NLayerDiscriminator(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
 
+    def features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Every block's activation (after each LeakyReLU), then the logits: what
+        pix2pixHD's feature-matching loss compares between real and fake pairs."""
+        out = []
+        for layer in self.model:
+            x = layer(x)
+            if isinstance(layer, nn.LeakyReLU) or layer is self.model[-1]:
+                out.append(x)
+        return out
+
+
+class MultiscaleDiscriminator(nn.Module):
+    """pix2pixHD's discriminator: ``num_D`` PatchGANs on the pair at full, half, quarter
+    ... resolution (3x3 average pooling, stride 2, between scales), so one sees fine
+    texture and another the face's layout.
+
+    (N, 6, S, S) -> a list of ``num_D`` per-scale lists of features, each ending in that
+    scale's logits (N, 1, h, w).
+    """
+
+    def __init__(self, in_ch: int = 6, ndf: int = 64, n_layers: int = 3, norm: str = "batch", num_D: int = 2):
+        super().__init__()
+        self.scales = nn.ModuleList(NLayerDiscriminator(in_ch, ndf, n_layers, norm) for _ in range(num_D))
+        self.down = nn.AvgPool2d(3, stride=2, padding=1, count_include_pad=False)
+
+    def forward(self, x: torch.Tensor) -> list[list[torch.Tensor]]:
+        out = []
+        for i, d in enumerate(self.scales):
+            if i:
+                x = self.down(x)
+            out.append(d.features(x))
+        return out
+
 
 def init_weights(module: nn.Module, gain: float = 0.02) -> None:
     """pix2pix init: conv weights N(0, 0.02), BatchNorm weights N(1, 0.02), biases 0."""
@@ -140,15 +173,16 @@ def init_weights(module: nn.Module, gain: float = 0.02) -> None:
 GENERATORS = {"unet": UnetGenerator}
 
 
-DISCRIMINATORS = {"patch": NLayerDiscriminator}
+DISCRIMINATORS = {"patch": NLayerDiscriminator, "multiscale": MultiscaleDiscriminator}
 
 
 def define_D(name: str = "patch", ndf: int = 64, n_layers: int = 3, in_ch: int = 6,
-             norm: str = "batch") -> nn.Module:
-    """Build and initialise a discriminator by name; unknown names fail with the choices."""
+             norm: str = "batch", **kwargs) -> nn.Module:
+    """Build and initialise a discriminator by name; unknown names fail with the choices.
+    ``multiscale`` takes ``num_D``."""
     if name not in DISCRIMINATORS:
         raise ValueError(f"unknown discriminator {name!r}; choose one of: {', '.join(DISCRIMINATORS)}")
-    net = DISCRIMINATORS[name](in_ch=in_ch, ndf=ndf, n_layers=n_layers, norm=norm)
+    net = DISCRIMINATORS[name](in_ch=in_ch, ndf=ndf, n_layers=n_layers, norm=norm, **kwargs)
     init_weights(net)
     return net
 

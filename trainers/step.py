@@ -98,11 +98,41 @@ def gan_loss(mode: str):
     return loss
 
 
-def train_step(G, D, opt_G, opt_D, scaler, crit, real_A, real_B, autocast, lambda_l1: float) -> dict:
+def scales(pred) -> list[list[torch.Tensor]]:
+    """A discriminator's output as per-scale feature lists: a PatchGAN's logits tensor
+    is one scale with no features; a ``MultiscaleDiscriminator`` gives them already."""
+    return [[pred]] if isinstance(pred, torch.Tensor) else pred
+
+
+def gan_loss_scales(crit, pred, real: bool) -> torch.Tensor:
+    """The GAN loss averaged over the discriminator's scales (each scale's last entry is
+    its logits)."""
+    per_scale = scales(pred)
+    return sum(crit(s[-1], real) for s in per_scale) / len(per_scale)
+
+
+def feature_matching_loss(pred_fake, pred_real) -> torch.Tensor:
+    """pix2pixHD's feature-matching loss: L1 between the discriminator's intermediate
+    features (not its logits) on the generated and the real pair, each layer weighted
+    4 / (layers + 1) and each scale 1 / scales; the real side is a fixed target.
+
+    0 for a discriminator without features (a plain PatchGAN)."""
+    fake_s, real_s = scales(pred_fake), scales(pred_real)
+    total = fake_s[0][-1].new_zeros((), dtype=torch.float32)
+    for fake, real in zip(fake_s, real_s):
+        layers = len(fake) - 1  # the last is the logits
+        for f, r in zip(fake[:-1], real[:-1]):
+            total = total + (4.0 / (layers + 1)) / len(fake_s) * (f.float() - r.detach().float()).abs().mean()
+    return total
+
+
+def train_step(G, D, opt_G, opt_D, scaler, crit, real_A, real_B, autocast, lambda_l1: float,
+               lambda_feat: float = 0.0) -> dict:
     """One pix2pix step on a batch: the discriminator, then the generator.
 
     real_A (sketch), real_B (photo): (B, 3, S, S) in [-1, 1]; ``autocast``: a callable
-    returning the autocast context. Returns the losses (tensors; call .item() only
+    returning the autocast context; ``lambda_feat`` > 0 adds pix2pixHD's feature
+    matching (with a multi-scale D). Returns the losses (tensors; call .item() only
     when logging, it synchronises a GPU).
     """
     with autocast():
@@ -112,26 +142,36 @@ def train_step(G, D, opt_G, opt_D, scaler, crit, real_A, real_B, autocast, lambd
     with autocast():
         pred_real = D(torch.cat([real_A, real_B], 1))
         pred_fake = D(torch.cat([real_A, fake_B.detach()], 1))  # no gradient into G
-        loss_D = 0.5 * (crit(pred_real, True) + crit(pred_fake, False))
+        loss_D = 0.5 * (gan_loss_scales(crit, pred_real, True) + gan_loss_scales(crit, pred_fake, False))
     opt_D.zero_grad(set_to_none=True)
     scaler.scale(loss_D).backward()
     scaler.step(opt_D)
 
-    # Generator step: fool D, and stay close to the photo (L1). As in the reference, D's
-    # weights take no gradient here; under DDP its bare module runs (no D gradients to
-    # reduce), so DDP's bookkeeping is not left waiting for them.
+    # Generator step: fool D, and stay close to the photo (L1; and to D's view of it,
+    # with feature matching). As in the reference, D's weights take no gradient here;
+    # under DDP its bare module runs (no D gradients to reduce), so DDP's bookkeeping
+    # is not left waiting for them.
     D_fixed = unwrap(D)
     D_fixed.requires_grad_(False)
     try:
         with autocast():
             pred_fake = D_fixed(torch.cat([real_A, fake_B], 1))
-            loss_G_gan = crit(pred_fake, True)
+            loss_G_gan = gan_loss_scales(crit, pred_fake, True)
             loss_G_l1 = (fake_B.float() - real_B).abs().mean()
             loss_G = loss_G_gan + lambda_l1 * loss_G_l1
+            loss_G_feat = None
+            if lambda_feat > 0:
+                # The real pair's features from the D step above, as pix2pixHD does
+                # (one D forward fewer); detached inside: a fixed target.
+                loss_G_feat = feature_matching_loss(pred_fake, pred_real)
+                loss_G = loss_G + lambda_feat * loss_G_feat
         opt_G.zero_grad(set_to_none=True)
         scaler.scale(loss_G).backward()
     finally:
         D_fixed.requires_grad_(True)
     scaler.step(opt_G)
     scaler.update()
-    return {"loss_D": loss_D.detach(), "loss_G_gan": loss_G_gan.detach(), "loss_G_l1": loss_G_l1.detach()}
+    losses = {"loss_D": loss_D.detach(), "loss_G_gan": loss_G_gan.detach(), "loss_G_l1": loss_G_l1.detach()}
+    if loss_G_feat is not None:
+        losses["loss_G_feat"] = loss_G_feat.detach()
+    return losses

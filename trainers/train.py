@@ -168,7 +168,7 @@ class Trainer:
             real_A = real_A.to(self.device, non_blocking=True).contiguous(memory_format=self.fmt)
             real_B = real_B.to(self.device, non_blocking=True).contiguous(memory_format=self.fmt)
             losses = train_step(self.G, self.D, self.opt_G, self.opt_D, self.scaler, self.crit, real_A, real_B,
-                                lambda: autocast(self.device, self.amp_dtype), cfg.lambda_l1)
+                                lambda: autocast(self.device, self.amp_dtype), cfg.lambda_l1, cfg.lambda_feat)
             self.step += 1
             k += 1
             self.last_losses = {name: v.item() for name, v in losses.items()}
