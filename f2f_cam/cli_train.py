@@ -71,6 +71,8 @@ def dataset(video, output, frames, size, val_fraction, seed, quiet):
 @click.option("--workers", type=int, default=0, show_default=True, help="DataLoader worker processes.")
 @click.option("--sync-bn", is_flag=True, help="SyncBatchNorm across torchrun processes.")
 @click.option("--no-augment", is_flag=True, help="No random rotation/scale/shift of the pairs.")
+@click.option("--jitter", type=float, default=0.0, show_default=True,
+              help="Landmark noise on the training sketches (px at 256 px; 0: off).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--max-steps", type=int, default=None, hidden=True)
 @click.option("--resume", is_flag=True, help="Continue the run in --workdir from its last checkpoint.")
@@ -78,7 +80,7 @@ def dataset(video, output, frames, size, val_fraction, seed, quiet):
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def train(video, name, display_name, dataset_dir, workdir, frames, size, ngf, ndf, norm, no_dropout, epochs, minutes,
           batch_size, lr, gan_mode, num_D, lambda_feat, decay_epochs, save_every, device, precision, workers, sync_bn,
-          no_augment, seed, max_steps, resume, force, quiet):
+          no_augment, jitter, seed, max_steps, resume, force, quiet):
     """Train a persona from one video: dataset -> pix2pix -> export -> install.
 
     Resumable (--resume), stops cleanly at a time budget (--minutes), and runs under
@@ -90,9 +92,9 @@ def train(video, name, display_name, dataset_dir, workdir, frames, size, ngf, nd
     cfg = TrainConfig(size=size, ngf=ngf, ndf=ndf, norm=norm, dropout=not no_dropout,
                       epochs=epochs if epochs is not None or minutes is not None else 30,
                       minutes=minutes, batch_size=batch_size, lr=lr, gan_mode=gan_mode, num_D=num_D,
-                      lambda_feat=lambda_feat,
-                      decay_epochs=decay_epochs, save_every=save_every, device=device, precision=precision,
-                      workers=workers, sync_bn=sync_bn, augment=not no_augment, seed=seed, max_steps=max_steps)
+                      lambda_feat=lambda_feat, decay_epochs=decay_epochs, save_every=save_every, device=device,
+                      precision=precision, workers=workers, sync_bn=sync_bn, augment=not no_augment,
+                      jitter=jitter, seed=seed, max_steps=max_steps)
     r = train_persona(name, video=video, dataset=dataset_dir, config=cfg, workdir=workdir, frames=frames,
                       display_name=display_name, resume=resume, force=force, progress=not quiet)
     if r.rank != 0:

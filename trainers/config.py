@@ -41,6 +41,7 @@ class TrainConfig:
     decay_epochs: int = 0  # linear lr decay to 0 over the last N epochs (0: constant lr)
     dropout: bool = True  # dropout in the first decoder blocks (pix2pix's noise)
     augment: bool = True  # same small rotation/scale/shift on sketch and photo
+    jitter: float = 0.0  # landmark noise (px at 256 px) on the sketch only, with augment (0: off)
     save_every: int = 500  # steps between checkpoints (also one at every epoch end; 0: only those)
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     precision: str = "auto"  # auto | fp32 | bf16 | fp16 (auto: bf16 where the hardware has it)
@@ -59,7 +60,7 @@ class TrainConfig:
         check_device(self.device)
         for name in ("ngf", "ndf", "batch_size", "epochs", "max_steps", "val_samples", "num_D"):
             _at_least(name, getattr(self, name), 1)
-        for name in ("decay_epochs", "save_every", "workers", "lambda_l1", "lambda_feat"):
+        for name in ("decay_epochs", "save_every", "workers", "lambda_l1", "lambda_feat", "jitter"):
             _at_least(name, getattr(self, name), 0)
         for name in ("lr", "minutes"):
             value = getattr(self, name)

@@ -21,11 +21,14 @@ class PairedDataset(torch.utils.data.Dataset):
 
     Item: (A, B), each float (3, S, S) in [-1, 1]. With ``augment``, a small random
     similarity (rotation, scale, shift) is drawn from (seed, epoch, index) alone, so
-    the data order and content do not depend on workers or on resuming.
+    the data order and content do not depend on workers or on resuming. ``jitter``
+    (px at 256 px, scaled with the image) moves each landmark of the sketch only by
+    Gaussian noise of that size: the generator learns to draw the photo from the kind
+    of slightly noisy landmarks it gets live.
     """
 
     def __init__(self, meta: dict, split: str, augment: bool = False, seed: int = 0,
-                 rotate: float = 4.0, scale: float = 0.05, shift: float = 0.03):
+                 rotate: float = 4.0, scale: float = 0.05, shift: float = 0.03, jitter: float = 0.0):
         folder = Path(meta["folder"])
         self.size = int(meta["image_size"])
         pairs = [p for p in meta["pairs"] if p["split"] == split]
@@ -35,6 +38,7 @@ class PairedDataset(torch.utils.data.Dataset):
                                 for f in self.files])  # (N, S, S, 3) uint8
         self.augment, self.seed = augment, seed
         self.rotate, self.scale, self.shift = rotate, scale, shift
+        self.jitter = jitter * self.size / 256
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -54,6 +58,8 @@ class PairedDataset(torch.utils.data.Dataset):
             m[:, 2] += rng.uniform(-self.shift, self.shift, 2) * s
             photo = cv2.warpAffine(photo, m, (s, s), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
             pts = pts @ m[:, :2].T + m[:, 2]
+            if self.jitter > 0:
+                pts = pts + rng.normal(0, self.jitter, pts.shape).astype(np.float32)
         return sketch.render(pts, self.size), photo
 
     def __getitem__(self, idx: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -72,7 +72,7 @@ class Trainer:
         torch.manual_seed(cfg.seed)  # the same initial weights on every rank
 
         # Data: DistributedSampler splits the global order across ranks (one rank: all of it).
-        self.train_set = PairedDataset(meta, "train", augment=cfg.augment, seed=cfg.seed)
+        self.train_set = PairedDataset(meta, "train", augment=cfg.augment, seed=cfg.seed, jitter=cfg.jitter)
         self.val_set = PairedDataset(meta, "val")
         if len(self.train_set) < cfg.batch_size * dd.world:
             raise UserError(f"{len(self.train_set)} training pairs are fewer than one global batch "
