@@ -528,3 +528,52 @@ def test_mediapipe_tracks_both_styles_inside_the_frame(style_clips, style):
         eyes = np.array([m.eyes for m, _ in hits])
         r = np.corrcoef(eyes, [-eye_aperture(p) for _, p in hits])[0, 1]
         assert r > 0.7, f"eye closing correlates with the (negated) aperture at only r={r:.2f}"
+
+
+# --- another face shape -------------------------------------------------------
+
+
+def test_face_shape_default_changes_nothing_and_bad_values_are_refused():
+    spec = SynthSpec(style="drive")
+    same = dataclasses.replace(spec, shape=synth.FaceShape(0.0, 0.0, 0.0))
+    for i in (0, 7, 20):
+        assert np.array_equal(render_frame(same, motion_at(same, i)), render_frame(spec, motion_at(spec, i)))
+    motion = Motion(0.0, 0.0, 1.0, 0.0, 0.5)
+    wide = render_frame(dataclasses.replace(spec, shape=synth.FaceShape(width=0.1)), motion)
+    changed = np.abs(wide.astype(int) - render_frame(spec, motion)).max(axis=2) > 0
+    # Only the face and what is next to it moves: a 40 px band round the frame does not.
+    assert changed.any()
+    assert not changed[:40].any() and not changed[-40:].any() and not changed[:, :40].any() and not changed[:, -40:].any()
+    for bad in ({"width": 0.5}, {"nose": -0.3}, {"eyes": True}):
+        with pytest.raises(ValueError, match="face shape"):
+            synth.FaceShape(**bad)
+    with pytest.raises(ValueError, match="leaves the"):  # a wider face must still fit the frame
+        SynthSpec(width=320, height=240, shift=60.0, shape=synth.FaceShape(width=0.25))
+
+
+def test_main_takes_a_face_shape(tmp_path, monkeypatch):
+    seen = []
+    monkeypatch.setattr(clip, "write_video", lambda path, spec: seen.append(spec) or [])
+    assert synth.main([str(tmp_path / "a.mp4"), "--shape", "0.1,0.05,-0.1"]) == 0
+    assert seen[-1].shape == synth.FaceShape(width=0.1, eyes=0.05, nose=-0.1)
+    with pytest.raises(SystemExit):
+        synth.main([str(tmp_path / "a.mp4"), "--shape", "0.1,0.9,0"])
+
+
+def test_mediapipe_measures_each_shape_change_in_its_own_ratio(landmarker):
+    """Each change moves its face-shape ratio (as ``bench --quality`` measures them) by
+    much more than the others, in the direction asked for."""
+    from f2f_cam.quality import RATIOS, shape_ratios
+
+    spec = SynthSpec()
+    motion = Motion(0.0, 0.0, 1.0, 0.0, 0.0)
+    base = shape_ratios(detect(landmarker, render_frame(spec, motion)))
+    for field, ratio in (("width", "face_width"), ("eyes", "eye_spacing"), ("nose", "nose_length")):
+        for amount in (0.15, -0.15):
+            shaped = dataclasses.replace(spec, shape=synth.FaceShape(**{field: amount}))
+            change = shape_ratios(detect(landmarker, render_frame(shaped, motion))) / base - 1
+            k = RATIOS.index(ratio)
+            assert np.sign(change[k]) == np.sign(amount) and abs(change[k]) > 0.03, (field, amount, change)
+            if field != "width":  # widening moves every width-like ratio; the others only their own
+                others = np.delete(np.abs(change), [k, RATIOS.index("eye_width")])
+                assert others.max() < 0.6 * abs(change[k]), (field, amount, change)

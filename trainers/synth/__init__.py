@@ -11,6 +11,8 @@ One module per job:
 
 * :mod:`~trainers.synth.astronaut`: where the face's features are in the photo,
   and the expression warps (mouth, eyelids, brows) in photo pixels;
+* :mod:`~trainers.synth.shape`: :class:`FaceShape`, another face shape (wider
+  face, eyes further apart, longer nose) for a driver unlike the persona;
 * :mod:`~trainers.synth.frame`: :class:`SynthSpec` (the clip), :class:`Motion`
   (one frame's truth), the framing affine and :func:`render_frame`;
 * :mod:`~trainers.synth.styles`: :func:`motion_at`, the "train" and "drive"
@@ -24,9 +26,10 @@ scikit-image (``pip install 'f2f-cam[synth]'``); no torch, no mediapipe.
 
 from trainers.synth.clip import main, write_video
 from trainers.synth.frame import STYLES, Motion, SynthSpec, base_transform, frame_transform, render_frame
+from trainers.synth.shape import FaceShape
 from trainers.synth.styles import motion_at
 
 __all__ = [
-    "STYLES", "Motion", "SynthSpec", "base_transform", "frame_transform", "motion_at", "render_frame",
+    "STYLES", "FaceShape", "Motion", "SynthSpec", "base_transform", "frame_transform", "motion_at", "render_frame",
     "write_video", "main",
 ]

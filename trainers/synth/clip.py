@@ -18,6 +18,7 @@ import numpy as np
 from f2f_cam.atomic import atomic_path
 from f2f_cam.errors import one_line
 from trainers.synth.frame import STYLES, Motion, SynthSpec, render_frame
+from trainers.synth.shape import FaceShape
 from trainers.synth.styles import motion_at
 
 logger = logging.getLogger(__name__)
@@ -64,7 +65,7 @@ def write_video(path: str | os.PathLike[str], spec: SynthSpec) -> list[Motion]:
 
 def main(argv: list[str] | None = None) -> int:
     """Command line: ``python -m trainers.synth OUT.mp4 [--seconds S] [--fps F] [--size WxH] [--audio] [--seed K]
-    [--shift PX] [--style train|drive] [--no-blink] [--no-brows]``."""
+    [--shift PX] [--style train|drive] [--no-blink] [--no-brows] [--shape W,E,N]``."""
     parser = argparse.ArgumentParser(
         prog="python -m trainers.synth",
         description="Write a synthetic talking-head clip of the scikit-image astronaut.",
@@ -87,6 +88,9 @@ def main(argv: list[str] | None = None) -> int:
                              "that moves unlike it, to drive a persona with (default %(default)s)")
     parser.add_argument("--no-blink", dest="blink", action="store_false", help="keep the eyes open")
     parser.add_argument("--no-brows", dest="brows", action="store_false", help="keep the eyebrows still")
+    parser.add_argument("--shape", type=_parse_shape, default=FaceShape(), metavar="W,E,N",
+                        help="another face shape: relative changes of face width, eye spacing and nose "
+                             "length, e.g. 0.12,0.15,0.15 (default: the astronaut's own)")
     parser.add_argument("--verbose", action="store_true", help="log details and show tracebacks")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING)
@@ -98,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         spec = SynthSpec(width=width, height=height, fps=args.fps, seconds=args.seconds,
                          shift=shift, zoom=args.zoom, rotate=args.rotate, audio=args.audio,
                          seed=args.seed, style=args.style,
-                         blink=args.blink, brows=args.brows)
+                         blink=args.blink, brows=args.brows, shape=args.shape)
         motions = write_video(args.out, spec)
     except (ValueError, OSError) as exc:
         if args.verbose:
@@ -164,6 +168,14 @@ def _tone(start: int, count: int, total: int):
     frame.sample_rate = AUDIO_RATE
     frame.pts, frame.time_base = start, Fraction(1, AUDIO_RATE)
     return frame
+
+
+def _parse_shape(text: str) -> FaceShape:
+    try:
+        width, eyes, nose = (float(v) for v in text.split(","))
+        return FaceShape(width=width, eyes=eyes, nose=nose)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"expected W,E,N like 0.12,0.15,0.15, got {text!r} ({e})") from None
 
 
 def _parse_size(text: str) -> tuple[int, int]:

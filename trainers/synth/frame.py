@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 
 from trainers.synth.astronaut import BROW_LIFT, FACE_BOX, FACE_CENTER, FACE_HEIGHT, JAW_DROP, expression
+from trainers.synth.shape import FaceShape, reshape
 
 # At face_scale 1 the face (FACE_HEIGHT) fills this fraction of the frame height.
 FACE_FRACTION = 0.45
@@ -69,6 +70,9 @@ class SynthSpec:
         style: "train" (the persona's training clip) or "drive" (a clip to
             drive a persona with, whose motion and expressions are unlike
             the training clip's).
+        shape: The face's proportions (:class:`FaceShape`); the default is the
+            astronaut's own, a changed one makes a driver with a face shape
+            unlike the persona's.
 
     Raises:
         ValueError: From the constructor, if a field is out of range or the
@@ -90,6 +94,7 @@ class SynthSpec:
     blink: bool = True  # animate the eyes (blinks; in "drive" also closed and narrowed eyes)
     brows: bool = True  # animate the eyebrows
     style: str = "train"  # "train" or "drive": which motion and expressions
+    shape: FaceShape = FaceShape()  # the face's proportions; the default is the astronaut's own
 
     def __post_init__(self) -> None:
         if self.width <= 0 or self.height <= 0 or self.width % 2 or self.height % 2:
@@ -100,6 +105,8 @@ class SynthSpec:
             raise ValueError(f"seconds must be positive, got {self.seconds}")
         if not self.face_scale > 0:
             raise ValueError(f"face_scale must be positive, got {self.face_scale}")
+        if not isinstance(self.shape, FaceShape):
+            raise ValueError(f"shape must be a FaceShape, got {self.shape!r}")
         if self.style not in STYLES:
             raise ValueError(f"style must be one of {', '.join(STYLES)}, got {self.style!r}")
         if self.shift < 0 or self.rotate < 0 or not 0 <= self.zoom < 1:
@@ -112,7 +119,7 @@ class SynthSpec:
         # up to `rotate`, scaled by 1 + zoom, shifted by `shift`. (Raised
         # brows lift the top of the face by less than BROW_LIFT.)
         cx, cy = FACE_CENTER
-        half_w = max(cx - FACE_BOX[0], FACE_BOX[2] - cx)
+        half_w = max(cx - FACE_BOX[0], FACE_BOX[2] - cx) * (1 + max(self.shape.width, 0.0))
         half_h = max(cy - FACE_BOX[1] + BROW_LIFT, FACE_BOX[3] + JAW_DROP - cy)
         theta = math.radians(min(self.rotate, 90.0))
         s = _base_scale(self) * (1 + self.zoom)
@@ -179,7 +186,7 @@ def render_frame(spec: SynthSpec, motion: Motion) -> np.ndarray:
     e = clamp(float(motion.eyes), 0.0, 1.0)
     b = clamp(float(motion.brows), -1.0, 1.0)
     return cv2.warpAffine(
-        expression(m, e, b),
+        reshape(expression(m, e, b), spec.shape),
         frame_transform(spec, motion),
         (spec.width, spec.height),
         flags=cv2.INTER_LINEAR,
