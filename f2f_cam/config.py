@@ -116,7 +116,7 @@ class PipelineConfig:
 
     persona: str | None = None  # None: the user's first persona, else a bundled one
     layout: str = "persona"  # persona | side-by-side | landmarks | camera
-    retarget: str = "align"  # raw | align | transfer: align works at any distance
+    retarget: str = "expression"  # expression | raw | align | transfer: expression keeps the persona's own face
     smoothing: bool = True  # One Euro filter on the landmarks: less jitter
     min_cutoff: float = 1.5  # One Euro: smoothing at rest (Hz); lower = smoother
     beta: float = 0.05  # One Euro: speed coefficient; higher = less lag in motion

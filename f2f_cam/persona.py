@@ -2,7 +2,10 @@
 
 A persona is a folder; ``NAME.f2f`` is that folder as a zip. Loading validates every
 field and the generator's shapes, and never unpickles anything (the generator is
-TorchScript, loaded with ``torch.jit.load``). Every install (a freshly exported persona,
+TorchScript, loaded with ``torch.jit.load``; the expression model of format version 2,
+``expression.npz``, is plain arrays loaded with ``allow_pickle=False``). Version-1
+personas have no expression model: ``expression`` retargeting falls back to
+``transfer`` for them. Every install (a freshly exported persona,
 a folder, a ``.f2f`` archive) goes through ``PersonaStore.install``: the files are
 checked once, in memory, then written as a temporary folder inside the store and
 renamed.
@@ -10,6 +13,7 @@ renamed.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -27,19 +31,22 @@ import numpy as np
 from f2f_cam import paths
 from f2f_cam.atomic import atomic_dir, atomic_path
 from f2f_cam.errors import UserError, one_line
+from f2f_cam.expression import ExpressionModel, ModelError
 from f2f_cam.geometry import Crop
 from f2f_cam.sketch import SKETCH_VERSION
 
 log = logging.getLogger(__name__)
 
 FORMAT = "f2f-cam persona"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: an optional expression model (expression.npz); 1 still loads
 PERSONA_JSON = "persona.json"
 THUMBNAIL = "thumbnail.png"
 GENERATOR_FILE = "generator.pt"
+EXPRESSION_FILE = "expression.npz"
 MODEL_CARD = "MODEL_CARD.md"
 # Files a persona folder/archive may hold; anything else in an archive is refused.
-ALLOWED_FILES = (PERSONA_JSON, GENERATOR_FILE, THUMBNAIL, MODEL_CARD)
+ALLOWED_FILES = (PERSONA_JSON, GENERATOR_FILE, EXPRESSION_FILE, THUMBNAIL, MODEL_CARD)
+MAX_EXPRESSION_BYTES = 16 << 20  # ~0.2 MB in practice
 DTYPES = ("float32", "bfloat16", "float16")
 IMAGE_SIZES = (64, 128, 256, 512)
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
@@ -88,6 +95,7 @@ class Persona:
     training: dict = field(default_factory=dict)
     meta: dict = field(default_factory=dict)  # the whole persona.json
     bundled: bool = False
+    expression: ExpressionModel | None = None  # format 2's expression model, when it has one
 
     @property
     def generator_path(self) -> Path:
@@ -147,7 +155,26 @@ def read_persona(folder: Path, bundled: bool = False) -> Persona:
     persona = persona_from_meta(folder, parse_meta(meta_path.read_bytes(), where), bundled, where)
     if not persona.generator_path.is_file():
         raise _corrupt(where, f"{persona.generator_file} is missing")
-    return persona
+    model_file = folder / EXPRESSION_FILE
+    return with_expression(persona, model_file.read_bytes() if model_file.is_file() else None, where)
+
+
+def with_expression(persona: Persona, data: bytes | None, where: str) -> Persona:
+    """The persona with its expression model read from ``data`` (expression.npz's bytes)
+    and checked, when persona.json lists one; a "corrupt" UserError when it is missing,
+    too large or not a model."""
+    facts = persona.meta.get("expression")
+    if facts is None:
+        return persona
+    if data is None:
+        raise _corrupt(where, f"{EXPRESSION_FILE} is missing")
+    if len(data) > MAX_EXPRESSION_BYTES:
+        raise _corrupt(where, f"{EXPRESSION_FILE} is too large")
+    try:
+        model = ExpressionModel.from_bytes(data, facts)
+    except ModelError as e:
+        raise _corrupt(where, f"{EXPRESSION_FILE}: {one_line(e, 200)}") from e
+    return dataclasses.replace(persona, expression=model)
 
 
 def parse_meta(data: bytes | None, where: str) -> dict:
@@ -218,6 +245,10 @@ def _persona_from_meta(folder: Path, meta: dict, bundled: bool) -> Persona:
     training = meta.get("training", {})
     if not isinstance(training, dict):
         raise ValueError("training must be an object")
+    expression = meta.get("expression")
+    if expression is not None and (version < 2 or not isinstance(expression, dict)
+                                   or expression.get("file") != EXPRESSION_FILE):
+        raise ValueError(f"expression must be an object with file {EXPRESSION_FILE!r} (format version 2)")
     display = meta.get("display_name") or name
     return Persona(
         path=folder, name=name, display_name=str(display), image_size=size,
@@ -230,11 +261,15 @@ def _persona_from_meta(folder: Path, meta: dict, bundled: bool) -> Persona:
 
 def build_meta(*, name: str, display_name: str, image_size: int, crop: Crop,
                canonical: np.ndarray, neutral: np.ndarray, dtype: str = "float32",
-               generator_info: dict | None = None, training: dict | None = None) -> dict:
-    """The ``persona.json`` dict, in the one place that knows its layout."""
+               generator_info: dict | None = None, training: dict | None = None,
+               expression: dict | None = None) -> dict:
+    """The ``persona.json`` dict, in the one place that knows its layout.
+
+    ``expression``: the expression model's facts when the persona has one (its arrays
+    go into ``EXPRESSION_FILE``)."""
     import datetime
 
-    return {
+    meta = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "name": check_name(name),
@@ -248,17 +283,21 @@ def build_meta(*, name: str, display_name: str, image_size: int, crop: Crop,
         "training": training or {},
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
+    if expression is not None:
+        meta["expression"] = {"file": EXPRESSION_FILE, **expression}
+    return meta
 
 
 # -- a persona's files: checked once, then written as a folder or a zip -------------------
 
 def check_files(files: dict[str, bytes], folder: Path, where: str, meta: dict | None = None) -> Persona:
     """Validate a persona held as ``{file name: bytes}``: every persona.json field
-    (parsed here unless ``meta`` is given) and the generator, loaded and run once.
-    Returns the persona as it will be at ``folder``."""
+    (parsed here unless ``meta`` is given), the expression model if it lists one, and
+    the generator, loaded and run once. Returns the persona as it will be at ``folder``."""
     persona = persona_from_meta(folder, meta or parse_meta(files.get(PERSONA_JSON), where), where=where)
     if persona.generator_file not in files:
         raise _corrupt(where, f"{persona.generator_file} is missing")
+    persona = with_expression(persona, files.get(EXPRESSION_FILE), where)
     load_generator_file(files[persona.generator_file], persona.image_size, dtype=persona.dtype,
                         what=f"persona '{persona.name}'")
     return persona

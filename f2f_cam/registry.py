@@ -82,6 +82,8 @@ LAYOUTS: Registry[Layout] = Registry("layout", {l.name: l for l in (
 )})
 
 RETARGET_MODES: Registry[str] = Registry("retarget mode", {
+    "expression": "the persona's own face, moved by your expression and head pose (its expression "
+                  "model; transfer for a persona without one)",
     "raw": "landmarks drawn where the camera saw them (through the persona's training crop)",
     "align": "a similarity transform of your stable points onto the persona's canonical landmarks",
     "transfer": "persona neutral + (you now - your neutral): the persona keeps its face shape",

@@ -126,6 +126,26 @@ def tiny_persona(tmp_path_factory, talking_head):
     return folder, net
 
 
+@pytest.fixture(scope="session")
+def expression_persona(tmp_path_factory, talking_head, tiny_persona):
+    """(folder, model): 'tinyx', the tiny persona's generator with an expression model
+    fitted on a dataset of the talking_head clip (a format-2 persona)."""
+    from f2f_cam.geometry import Crop
+    from trainers.dataset import build_dataset, load_dataset
+    from trainers.export import export_persona, fit_expression
+
+    dataset = tmp_path_factory.mktemp("datasets") / "talking"
+    build_dataset(talking_head[0], dataset, frames=30, size=TINY_SIZE, val_fraction=0.2, progress=False)
+    meta = load_dataset(dataset)
+    model = fit_expression(meta)
+    folder = export_persona(
+        tiny_persona[1], tmp_path_factory.mktemp("personas") / "tinyx", name="tinyx", image_size=TINY_SIZE,
+        crop=Crop(**meta["crop"]), canonical=np.array(meta["canonical_landmarks"]),
+        neutral=np.array(meta["neutral_landmarks"]), display_name="Tiny Expression", expression_model=model,
+    )
+    return folder, model
+
+
 @pytest.fixture
 def installed_persona(tiny_persona):
     """The tiny persona installed in this test's (isolated) store."""

@@ -51,7 +51,7 @@ BAD = [  # (class, field, value, words the message must have besides the name an
     (PipelineConfig, "beta", -0.1, "at least 0"),
     (PipelineConfig, "layout", "grid", "choose one of: persona, side-by-side, landmarks, camera"),
     (PipelineConfig, "layout", ["persona"], "choose one of"),  # unhashable, as TOML can give
-    (PipelineConfig, "retarget", "warp", "choose one of: raw, align, transfer"),
+    (PipelineConfig, "retarget", "warp", "choose one of: expression, raw, align, transfer"),
     (PipelineConfig, "precision", "fp16", "choose one of: auto, fp32, bf16"),
     (PipelineConfig, "device", "auto", "choose one of: cpu, cuda, mps"),  # the generator needs a real one
     (PipelineConfig, "device", "gpu", "choose one of"),
@@ -143,7 +143,7 @@ VIDEO = ("video", "{tmp}/missing.mp4", "-o", "{tmp}/o.mp4", "--quiet")
     ("number", '[daemon]\nfps = "fast"\n', RUN, ["[daemon] fps = 'fast'", "from 1 to 240"]),
     ("number", "[pipeline]\nbeta = -1\n", VIDEO, ["[pipeline] beta = -1", "at least 0"]),
     ("choice", '[pipeline]\nlayout = "grid"\n', VIDEO, ["[pipeline] layout = 'grid'", "choose one of: persona"]),
-    ("choice", '[pipeline]\nretarget = "warp"\n', RUN, ["[pipeline] retarget = 'warp'", "raw, align, transfer"]),
+    ("choice", '[pipeline]\nretarget = "warp"\n', RUN, ["[pipeline] retarget = 'warp'", "expression, raw, align, transfer"]),
     ("size", '[daemon]\nsize = "big"\n', RUN, ["[daemon] size = 'big'", "WIDTHxHEIGHT"]),
     ("boolean", '[daemon]\ntray = "no"\n', RUN, ["[daemon] tray = 'no'", "true or false"]),
     ("boolean", "[pipeline]\nsmoothing = 1\n", VIDEO, ["[pipeline] smoothing = 1", "true or false"]),

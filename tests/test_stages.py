@@ -9,6 +9,7 @@ import pytest
 from f2f_cam.compositor import Compositor, fit_into
 from f2f_cam.errors import UserError
 from f2f_cam.geometry import STABLE_POINTS, Crop, apply_affine, fit_similarity
+from f2f_cam.landmarks import Face
 from f2f_cam.retarget import Retargeter
 from f2f_cam.smoothing import Smoother
 from f2f_cam.sources import CameraSource, ImageFolderSource, open_source
@@ -42,19 +43,19 @@ def test_retarget_modes(tiny_persona):
     # A user face: the persona's canonical face, moved, scaled and rotated in a 640x480 frame.
     m = np.array([[2.0, -0.3, 150], [0.3, 2.0, 60]])
     user = apply_affine(m, p.canonical)
-    align = Retargeter(p, "align")(user, (640, 480))
+    align = Retargeter(p, "align")(Face(user), (640, 480))
     assert np.abs(align - p.canonical).max() < 1e-2  # any position or distance: same drawing
     transfer = Retargeter(p, "transfer")
-    first = transfer(user, (640, 480))
+    first = transfer(Face(user), (640, 480))
     assert np.abs(first - p.neutral).max() < 1e-2  # first face = neutral -> persona neutral
     opened = user.copy()
     opened[14] += (0, 20)  # the lower lip drops 20 px in the camera (10 px in persona space / 2x scale)
-    moved = transfer(opened, (640, 480))
+    moved = transfer(Face(opened), (640, 480))
     assert moved[14, 1] - p.neutral[14, 1] > 3
-    raw = Retargeter(p, "raw")(np.array([[p.crop.x + p.crop.size / 2, p.crop.y + p.crop.size / 2]] * 478),
-                               (p.crop.frame_width, p.crop.frame_height))
+    centre = np.array([[p.crop.x + p.crop.size / 2, p.crop.y + p.crop.size / 2]] * 478)
+    raw = Retargeter(p, "raw")(Face(centre), (p.crop.frame_width, p.crop.frame_height))
     assert np.allclose(raw[0], p.image_size / 2, atol=1e-3)  # the crop centre is the image centre
-    with pytest.raises(UserError, match="choose one of: raw, align, transfer"):
+    with pytest.raises(UserError, match="choose one of: expression, raw, align, transfer"):
         Retargeter(p, "warp")
 
 

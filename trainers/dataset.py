@@ -2,6 +2,8 @@
 
 VIDEO -> sampled frames -> landmarks -> one fixed crop -> (A sketch, B photo) pairs on
 disk, with an index of the landmarks and the persona's canonical and neutral faces.
+Format 2 also records each frame's 52 blendshape scores and 4x4 pose (what the
+persona's expression model is fitted on at export).
 """
 
 from __future__ import annotations
@@ -62,7 +64,10 @@ def reference_landmarks(points: list[np.ndarray], crop: Crop, image_size: int) -
 # -- the dataset builder ----------------------------------------------------------
 
 DATASET_JSON = "dataset.json"
-DATASET_FORMAT = 1
+# 2: each pair also has "blendshapes" (52 scores) and "pose" (4x4). A format-1 folder
+# is refused by load_dataset (a persona trained on it would have no expression model);
+# train_persona rebuilds it from the video (see trainers.recipe.ensure_dataset).
+DATASET_FORMAT = 2
 
 
 def fit_crop_in_frame(crop: Crop) -> Crop:
@@ -135,7 +140,7 @@ def build_dataset(video: Path, out_dir: Path, *, frames: int = 400, size: int = 
                         f"too few for a train/val split (need at least {4 + n_val}): use a longer video "
                         "or more --frames")
 
-    points = [p for _, _, p in kept]
+    points = [k[2] for k in kept]
     crop = fit_crop_in_frame(face_crop(points, frame_size, margin=margin))
     canonical, neutral = reference_landmarks(points, crop, size)
     rng = np.random.default_rng(seed)
@@ -164,17 +169,17 @@ def build_dataset(video: Path, out_dir: Path, *, frames: int = 400, size: int = 
 def _find_faces(video: Path, wanted: set[int], progress: bool) -> tuple[list, dict]:
     """Pass 1: landmarks on the sampled frames (IMAGE mode: they are far apart in time).
 
-    Returns ([(frame number, time, (478, 3) points)] of the frames with exactly one
-    face, {"no face": n, "several faces": n}).
+    Returns ([(frame number, time, (478, 3) points, (52,) scores, (4, 4) pose)] of the
+    frames with exactly one face, {"no face": n, "several faces": n}).
     """
     from tqdm import tqdm
 
     from f2f_cam.landmarks import LandmarkDetector
     from f2f_cam.sources import VideoFileSource
 
-    kept: list[tuple[int, float, np.ndarray]] = []
+    kept: list[tuple[int, float, np.ndarray, np.ndarray, np.ndarray]] = []
     skipped = {"no face": 0, "several faces": 0}
-    with VideoFileSource(video) as src, LandmarkDetector(mode="image", max_faces=2) as det:
+    with VideoFileSource(video) as src, LandmarkDetector(mode="image", max_faces=2, blendshapes=True) as det:
         bar = tqdm(total=len(wanted), desc="landmarks", unit="frame", disable=not progress)
         for i, (t, frame) in enumerate(src):
             if i not in wanted:
@@ -184,7 +189,7 @@ def _find_faces(video: Path, wanted: set[int], progress: bool) -> tuple[list, di
             if len(faces) != 1:
                 skipped["no face" if not faces else "several faces"] += 1
                 continue
-            kept.append((i, t, faces[0].points))
+            kept.append((i, t, faces[0].points, faces[0].blendshapes, faces[0].pose))
         bar.close()
     return kept, skipped
 
@@ -201,7 +206,7 @@ def _write_pairs(video: Path, folder: Path, kept: list, val_set: set[int], crop:
     (folder / "A").mkdir()
     (folder / "B").mkdir()
     index = []
-    by_frame = {i: k for k, (i, _, _) in enumerate(kept)}
+    by_frame = {entry[0]: k for k, entry in enumerate(kept)}
     m = crop.affine(size)
     with VideoFileSource(video) as src:
         bar = tqdm(total=len(kept), desc="pairs", unit="pair", disable=not progress)
@@ -215,7 +220,9 @@ def _write_pairs(video: Path, folder: Path, kept: list, val_set: set[int], crop:
             cv2.imwrite(str(folder / "A" / name), cv2.cvtColor(sketch.render(pts, size), cv2.COLOR_RGB2BGR))
             cv2.imwrite(str(folder / "B" / name), cv2.cvtColor(photo, cv2.COLOR_RGB2BGR))
             index.append({"file": name, "frame": i, "time": round(float(t), 4),
-                          "split": "val" if k in val_set else "train", "landmarks": pts.tolist()})
+                          "split": "val" if k in val_set else "train", "landmarks": pts.tolist(),
+                          "blendshapes": np.round(kept[k][3].astype(np.float64), 5).tolist(),
+                          "pose": np.round(kept[k][4].astype(np.float64), 5).tolist()})
             bar.update(1)
         bar.close()
     return index
@@ -235,6 +242,10 @@ def load_dataset(folder: Path) -> dict:
         size = meta["image_size"]
     except (ValueError, KeyError, TypeError) as e:
         raise UserError(f"{meta_path} is corrupt ({e}); rebuild the dataset") from e
+    if meta.get("format") != DATASET_FORMAT:
+        raise UserError(f"dataset {folder} has format {meta.get('format')}, this f2f-cam reads format "
+                        f"{DATASET_FORMAT} (it records the expression scores a persona's expression model "
+                        f"is fitted on); rebuild it with `f2f-cam dataset VIDEO -o {folder}`")
     if meta.get("sketch_version") != sketch.SKETCH_VERSION:
         raise UserError(f"dataset {folder} was drawn with sketch version {meta.get('sketch_version')}, "
                         f"this f2f-cam draws version {sketch.SKETCH_VERSION}; rebuild it with `f2f-cam dataset`")
@@ -248,8 +259,12 @@ def load_dataset(folder: Path) -> dict:
     if not any(p["split"] == "val" for p in pairs) or not any(p["split"] == "train" for p in pairs):
         raise UserError(f"dataset {folder} needs both train and val pairs; rebuild it")
     for p in pairs:
-        if np.asarray(p["landmarks"]).shape != (478, 2):
-            raise UserError(f"dataset {folder}: landmarks of {p['file']} are malformed; rebuild it")
+        try:
+            shapes = [np.shape(p.get(key)) for key in ("landmarks", "blendshapes", "pose")]
+        except ValueError:  # ragged lists
+            shapes = []
+        if shapes != [(478, 2), (52,), (4, 4)]:
+            raise UserError(f"dataset {folder}: landmarks, scores or pose of {p['file']} are malformed; rebuild it")
     meta["folder"] = str(folder)
     meta["image_size"] = size
     return meta

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import io
+import logging
 import warnings
 from pathlib import Path
 
@@ -20,11 +21,15 @@ from torch import nn
 
 from f2f_cam import persona as pf
 from f2f_cam import sketch
+from f2f_cam import expression
 from f2f_cam.errors import UserError
 from f2f_cam.generator import to_image, to_input
 from f2f_cam.geometry import Crop
 from f2f_cam.persona import PersonaStore
 from trainers.checkpoint import build_generator_from_checkpoint, load_checkpoint
+from trainers.dataset import load_dataset
+
+log = logging.getLogger(__name__)
 
 CROP_FIELDS = ("x", "y", "size", "frame_width", "frame_height")
 
@@ -52,13 +57,15 @@ def persona_files(
     generator_info: dict | None = None,
     dtype: str = "float32",
     model_card: str | None = None,
+    expression_model: expression.ExpressionModel | None = None,
 ) -> tuple[dict[str, bytes], dict]:
-    """A persona's files as bytes (frozen generator, thumbnail, persona.json, model card),
-    and its persona.json dict. Nothing is written: see ``export_persona`` and
-    ``PersonaStore.install``.
+    """A persona's files as bytes (frozen generator, thumbnail, persona.json, the
+    expression model, model card), and its persona.json dict. Nothing is written: see
+    ``export_persona`` and ``PersonaStore.install``.
 
     net: generator taking (1, 3, S, S) in [-1, 1]; canonical/neutral: (478, 2) in
-    persona image pixels.
+    persona image pixels; expression_model: see ``fit_expression`` (None: the persona
+    has none, and ``expression`` retargeting falls back to ``transfer``).
     """
     pf.check_name(name)
     if dtype not in pf.DTYPES:
@@ -77,9 +84,12 @@ def persona_files(
     info = {"architecture": type(net).__name__, **(generator_info or {})}
     meta = pf.build_meta(name=name, display_name=display_name or name, image_size=image_size,
                          crop=crop, canonical=canonical, neutral=neutral, dtype=dtype,
-                         generator_info=info, training=training)
+                         generator_info=info, training=training,
+                         expression=None if expression_model is None else expression_model.facts)
     files = {pf.GENERATOR_FILE: generator.getvalue(), pf.THUMBNAIL: thumbnail.tobytes(),
              pf.PERSONA_JSON: pf.dump_meta(meta)}
+    if expression_model is not None:
+        files[pf.EXPRESSION_FILE] = expression_model.to_bytes()
     if model_card:
         files[pf.MODEL_CARD] = model_card.encode("utf-8")
     return files, meta
@@ -89,7 +99,7 @@ def export_persona(net: nn.Module, out_dir: Path, *, force: bool = False, **pers
     """Write the persona folder ``out_dir`` (outside the store), checked, then atomically.
 
     ``persona``: ``persona_files``'s keyword arguments (name, image_size, crop, canonical,
-    neutral, ...). Returns ``out_dir``.
+    neutral, ..., expression_model). Returns ``out_dir``.
     """
     out_dir = Path(out_dir)
     if out_dir.exists() and not force:
@@ -97,6 +107,34 @@ def export_persona(net: nn.Module, out_dir: Path, *, force: bool = False, **pers
     files, meta = persona_files(net, **persona)
     pf.check_files(files, out_dir, f"persona at {out_dir}", meta)  # what we wrote must load
     return pf.write_folder(files, out_dir, replace=force)
+
+
+def fit_expression(meta: dict, **fit_options) -> expression.ExpressionModel:
+    """The persona's expression model, fitted on every pair of a dataset (``load_dataset``'s
+    dict), in frame order; its neutral frame is the one nearest the dataset's neutral face."""
+    pairs = sorted(meta["pairs"], key=lambda p: p["frame"])
+    landmarks = np.array([p["landmarks"] for p in pairs], np.float64)
+    neutral = np.asarray(meta["neutral_landmarks"], np.float64)
+    neutral_index = int(np.argmin(np.abs(landmarks - neutral).sum(axis=(1, 2))))
+    return expression.fit(landmarks, np.array([p["blendshapes"] for p in pairs]),
+                          np.array([p["pose"] for p in pairs]), np.asarray(meta["canonical_landmarks"]),
+                          neutral_index, **fit_options)
+
+
+def checkpoint_expression(ckpt: dict) -> expression.ExpressionModel | None:
+    """The expression model of the dataset a checkpoint was trained on; None (with a
+    warning: the persona will fall back to ``transfer``) when that folder is gone,
+    is another video's, or is an older format without expression scores."""
+    folder = ckpt["dataset"]["folder"]
+    try:
+        meta = load_dataset(Path(folder))
+        if meta["video_sha256"] != ckpt["dataset"]["video_sha256"]:
+            raise UserError(f"dataset {folder} is now of another video")
+        return fit_expression(meta)
+    except (UserError, ValueError) as e:
+        log.warning("no expression model for this persona (%s); `expression` retargeting will "
+                    "fall back to `transfer`", e)
+        return None
 
 
 def training_facts(ckpt: dict, result: dict | None = None) -> dict:
@@ -128,7 +166,7 @@ def export_checkpoint(ckpt_path: Path, name: str, *, display_name: str | None = 
     """Checkpoint -> persona: installed in the store, or written to ``out_file`` (.f2f).
 
     The generator is rebuilt from the checkpoint's own ``model_args``, frozen, checked
-    once and written once. Returns the installed ``Persona``, or the archive path when
+    once and written once; the expression model is fitted on the checkpoint's dataset. Returns the installed ``Persona``, or the archive path when
     ``out_file`` is given.
     """
     pf.check_name(name)
@@ -144,6 +182,7 @@ def export_checkpoint(ckpt_path: Path, name: str, *, display_name: str | None = 
         training=training_facts(ckpt, result), dtype=dtype,
         generator_info={"ngf": ckpt["config"]["ngf"], "norm": ckpt["config"].get("norm", "batch"),
                         "checkpoint_step": ckpt["step"]},
+        expression_model=checkpoint_expression(ckpt),
     )
     if out_file is None:
         return store.install(files, force=force, where=f"persona '{name}' from {ckpt_path}")

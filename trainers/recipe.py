@@ -18,7 +18,7 @@ from f2f_cam import paths
 from f2f_cam.errors import UserError
 from f2f_cam.persona import PersonaStore, check_name
 from trainers.config import TrainConfig
-from trainers.dataset import DATASET_JSON, build_dataset, load_dataset, sha256_file
+from trainers.dataset import DATASET_FORMAT, DATASET_JSON, build_dataset, load_dataset, sha256_file
 from trainers.distributed import barrier, finish_distributed, init_distributed
 from trainers.export import export_checkpoint
 from trainers.step import tune_malloc
@@ -112,8 +112,8 @@ def prepare_run_dir(run_dir: Path, name: str, *, resume: bool, force: bool) -> N
 
 def ensure_dataset(video: Path, folder: Path, *, frames: int, size: int, seed: int, progress: bool) -> bool:
     """Build the dataset of ``video`` in ``folder``, unless the one there was built from
-    the same video at the same size and seed from no more frames. Returns whether it
-    reused it."""
+    the same video at the same size and seed from no more frames, in this format (an
+    older one lacks the expression scores: it is rebuilt). Returns whether it reused it."""
     if not video.exists():
         raise UserError(f"no such file: {video}")
     if (folder / DATASET_JSON).exists():
@@ -121,7 +121,8 @@ def ensure_dataset(video: Path, folder: Path, *, frames: int, size: int, seed: i
             old = json.loads((folder / DATASET_JSON).read_text(encoding="utf-8"))
         except ValueError:
             old = {}  # unreadable: build it again
-        if (old.get("video_sha256") == sha256_file(video) and old.get("image_size") == size
+        if (old.get("format") == DATASET_FORMAT and old.get("video_sha256") == sha256_file(video)
+                and old.get("image_size") == size
                 and old.get("seed") == seed and old.get("frames_sampled", 0) <= frames):
             log.warning("reusing the dataset in %s", folder)
             return True

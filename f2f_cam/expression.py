@@ -1,0 +1,317 @@
+"""The expression model: a user's expression and head pose -> the persona's own landmarks.
+
+Fitted at export from the persona's training frames, stored in the persona
+(``expression.npz``), used by ``Retargeter(mode="expression")``. numpy only.
+
+Shape: every training frame's landmarks are similarity-aligned (stable points) onto
+the persona's canonical face, so what is left is expression and out-of-plane head
+turn. A ridge regression maps (52 blendshape scores, yaw, pitch) to the PCA
+coefficients of that aligned shape's offset from the mean shape; the regularisation
+is picked by the error on the last frames, held out. Expressions the persona never
+made are clamped, not extrapolated: the input scores are clipped to the per-score
+range seen in training, the output coefficients to the per-component range seen.
+
+Pose: a face's 4x4 transformation matrix relative to a neutral one becomes six
+numbers (``POSE_NAMES``): yaw, pitch, roll in degrees (roll as seen in the image),
+the apparent scale, and the shift in face widths. At run time the user's pose
+relative to their neutral is clamped into the range of the persona's poses relative
+to its mean, then yaw and pitch feed the regression and roll, scale and shift place
+the predicted shape around the persona's mean pose in its image.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from f2f_cam.geometry import STABLE_POINTS, apply_affine, fit_similarity
+
+NUM_POINTS = 478
+NUM_SCORES = 52  # MediaPipe's blendshapes, in f2f_cam.landmarks.BLENDSHAPE_NAMES order
+POSE_NAMES = ("yaw", "pitch", "roll", "scale", "shift_x", "shift_y")  # deg, deg, deg, ratio, face widths x2
+REGRESSED_POSE = 2  # yaw and pitch change the 2-D shape, so they are regression inputs
+NUM_FEATURES = NUM_SCORES + REGRESSED_POSE
+# Width of MediaPipe's canonical face model between points 234 and 454 (cm): the
+# matrix's translation is in cm, so this turns a shift into face widths. Measured
+# here as face width px x depth / focal length (63 deg vertical field of view, what
+# MediaPipe's geometry pipeline assumes) on two real clips: 15.3 and 14.8 cm.
+FACE_WIDTH_CM = 15.0
+ALPHAS = tuple(10.0 ** e for e in np.arange(-2, 4.01, 0.5))  # ridge strengths tried (standardised inputs)
+MAX_COMPONENTS = 48
+EXPLAINED = 0.999  # PCA keeps the components that explain this much of the offsets' variance
+ARRAYS = {  # name -> shape (K: the number of PCA components; F: NUM_FEATURES)
+    "mean_shape": (NUM_POINTS, 2), "basis": ("K", NUM_POINTS * 2), "coef_lo": ("K",), "coef_hi": ("K",),
+    "weights": (NUM_FEATURES, "K"), "bias": ("K",), "score_lo": (NUM_SCORES,), "score_hi": (NUM_SCORES,),
+    "neutral_scores": (NUM_SCORES,), "pose_lo": (len(POSE_NAMES),), "pose_hi": (len(POSE_NAMES),),
+    "placement": (3,), "pose_map": (len(POSE_NAMES) + 1, 4),
+}
+
+
+class ModelError(ValueError):
+    """The stored arrays do not make a model (wrong names, shapes, or values)."""
+
+
+# -- head pose --------------------------------------------------------------------
+
+def _rotation(matrix: np.ndarray) -> np.ndarray:
+    """The (3, 3) rotation of a 4x4 pose, made orthonormal (SVD)."""
+    u, _, vt = np.linalg.svd(np.asarray(matrix, np.float64)[:3, :3])
+    r = u @ vt
+    return r if np.linalg.det(r) > 0 else u @ np.diag([1, 1, -1]) @ vt
+
+
+def head_pose(matrix: np.ndarray, neutral: np.ndarray) -> np.ndarray:
+    """(6,) pose of ``matrix`` relative to ``neutral`` (both MediaPipe 4x4 facial
+    transformation matrices: canonical face model -> camera, cm, y up, the face at
+    negative z): yaw, pitch, roll (deg; roll positive clockwise in the image), the
+    apparent scale (neutral depth over depth), the shift in the image (in face widths
+    at the neutral's distance; y down)."""
+    m, n = np.asarray(matrix, np.float64), np.asarray(neutral, np.float64)
+    r = _rotation(n).T @ _rotation(m)  # the turn in the head's own frame: R = Ry(yaw) Rx(pitch) Rz(roll)
+    yaw = math.degrees(math.atan2(r[0, 2], r[2, 2]))
+    pitch = math.degrees(math.asin(float(np.clip(-r[1, 2], -1, 1))))
+    roll = -math.degrees(math.atan2(r[1, 0], r[1, 1]))  # camera y is up, image y is down
+    depth, depth0 = max(-m[2, 3], 1e-6), max(-n[2, 3], 1e-6)
+    # Perspective: an image position is t_xy / depth; a face width there is FACE_WIDTH_CM / depth0.
+    shift = (m[:2, 3] / depth - n[:2, 3] / depth0) * depth0 / FACE_WIDTH_CM
+    return np.array([yaw, pitch, roll, depth0 / depth, shift[0], -shift[1]])
+
+
+def mean_pose(matrices: np.ndarray) -> np.ndarray:
+    """(4, 4): the mean of (N, 4, 4) poses (rotations averaged, then made a rotation)."""
+    m = np.asarray(matrices, np.float64)
+    out = np.eye(4)
+    out[:3, :3] = _rotation(m[:, :3, :3].mean(0))
+    out[:3, 3] = m[:, :3, 3].mean(0)
+    return out
+
+
+NEUTRAL_POSE = np.array([0.0, 0.0, 0.0, 1.0, 0.0, 0.0])  # head_pose(m, m): no turn, no move
+
+
+# -- the model --------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ExpressionModel:
+    """A persona's expression model: ``predict(scores, pose) -> (478, 2)`` persona image px.
+
+    ``arrays`` (float32, shapes in ``ARRAYS``) are what ``expression.npz`` holds;
+    ``facts`` (how it was fitted and how well it reconstructs held-out frames) go into
+    persona.json. Built by ``fit``, read back by ``from_bytes``; checked either way.
+    """
+
+    arrays: dict
+    facts: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "arrays", check_arrays(self.arrays))
+
+    @property
+    def components(self) -> int:
+        return len(self.arrays["bias"])
+
+    @property
+    def neutral_scores(self) -> np.ndarray:
+        """(52,) the scores of the persona's neutral frame: what a user's neutral face maps to."""
+        return self.arrays["neutral_scores"]
+
+    def predict(self, scores: np.ndarray, pose: np.ndarray | None = None) -> np.ndarray:
+        """The persona's landmarks for these scores and this pose, clamped to its range.
+
+        scores: (52,) blendshape scores as the persona would make them; pose: (6,) as
+        ``head_pose`` gives it, relative to the persona's mean pose (None: the mean pose).
+        Returns (478, 2) float32 persona image pixels.
+        """
+        a = self.arrays
+        s = np.clip(np.asarray(scores, np.float64).reshape(NUM_SCORES), a["score_lo"], a["score_hi"])
+        p = NEUTRAL_POSE if pose is None else np.asarray(pose, np.float64).reshape(len(POSE_NAMES))
+        p = np.clip(p, a["pose_lo"], a["pose_hi"])
+        coef = np.concatenate([s, p[:REGRESSED_POSE]]) @ a["weights"] + a["bias"]
+        coef = np.clip(coef, a["coef_lo"], a["coef_hi"])  # only offsets it was seen to make
+        shape = a["mean_shape"] + (coef @ a["basis"]).reshape(NUM_POINTS, 2)
+        # The pose as the persona's image shows it (roll, scale, shift in 2-D), by the map
+        # fitted on its frames: it includes what a turn does to the face's 2-D position.
+        return place(shape, np.append(p, 1.0) @ a["pose_map"], a["placement"])
+
+    def drive(self, scores: np.ndarray, matrix: np.ndarray, neutral_scores: np.ndarray,
+              neutral_matrix: np.ndarray) -> np.ndarray:
+        """A user's face -> the persona's landmarks (478, 2), persona image px.
+
+        The user's scores move the persona's neutral scores by as much as they differ
+        from the user's own neutral ones; the user's pose (4x4) relative to their
+        neutral pose becomes the persona's pose relative to its mean pose.
+        """
+        moved = self.neutral_scores + (np.asarray(scores, np.float64) - np.asarray(neutral_scores, np.float64))
+        return self.predict(moved, head_pose(matrix, neutral_matrix))
+
+    def to_bytes(self) -> bytes:
+        """``expression.npz``: plain float32 arrays (loads with ``allow_pickle=False``)."""
+        buf = io.BytesIO()
+        np.savez_compressed(buf, **self.arrays)
+        return buf.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes, facts: dict | None = None) -> "ExpressionModel":
+        """Read ``expression.npz``'s bytes; ``ModelError`` when they are not a model."""
+        try:
+            with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+                arrays = {name: npz[name] for name in npz.files}
+        except Exception as e:  # a damaged zip, a pickled array, not an npz at all
+            raise ModelError(f"not a readable .npz ({type(e).__name__}: {e})") from None
+        return cls(arrays, dict(facts or {}))
+
+
+def place(shape: np.ndarray, where: np.ndarray, placement: np.ndarray) -> np.ndarray:
+    """Put an aligned (478, 2) shape (at the persona's mean pose) ``where`` = (angle
+    in degrees, clockwise in the image; scale; shift x, y in face widths): rotated and
+    scaled about the face centre, then shifted. placement: (centre x, centre y, face
+    width), persona image px. Returns (478, 2) float32 persona image px."""
+    cx, cy, width = (float(v) for v in placement)
+    a = math.radians(where[0])
+    rot = where[1] * np.array([[math.cos(a), -math.sin(a)], [math.sin(a), math.cos(a)]])  # y down: clockwise
+    centre = np.array([cx, cy])
+    out = (np.asarray(shape, np.float64) - centre) @ rot.T + centre + width * np.asarray(where[2:4])
+    return out.astype(np.float32)
+
+
+def where_placed(shape: np.ndarray, landmarks: np.ndarray, placement: np.ndarray) -> np.ndarray:
+    """(4,) the ``place`` arguments that best put an aligned shape onto a frame's landmarks."""
+    stable = np.array(STABLE_POINTS)
+    m = fit_similarity(shape[stable], np.asarray(landmarks)[stable, :2])
+    centre = np.asarray(placement[:2], np.float64)
+    shift = m[:, :2] @ centre + m[:, 2] - centre
+    return np.array([math.degrees(math.atan2(m[1, 0], m[0, 0])), math.hypot(m[0, 0], m[1, 0]),
+                     *(shift / placement[2])])
+
+
+def check_arrays(arrays: dict) -> dict:
+    """The arrays as float32 if they make a model, else ``ModelError`` saying why."""
+    if set(arrays) != set(ARRAYS):
+        missing, extra = sorted(set(ARRAYS) - set(arrays)), sorted(set(arrays) - set(ARRAYS))
+        raise ModelError(f"expected arrays {', '.join(ARRAYS)}; missing {missing or 'none'}, "
+                         f"unexpected {extra or 'none'}")
+    k = np.shape(arrays["bias"])[0] if np.ndim(arrays["bias"]) == 1 else -1
+    if not 1 <= k <= NUM_POINTS * 2:
+        raise ModelError(f"bias must be (K,) with 1 <= K <= {NUM_POINTS * 2}, got shape {np.shape(arrays['bias'])}")
+    out = {}
+    for name, want in ARRAYS.items():
+        a = np.asarray(arrays[name])
+        shape = tuple(k if d == "K" else d for d in want)
+        if a.shape != shape:
+            raise ModelError(f"{name} must have shape {shape}, got {a.shape}")
+        if not (np.issubdtype(a.dtype, np.floating) or np.issubdtype(a.dtype, np.integer)):
+            raise ModelError(f"{name} must be numbers, got dtype {a.dtype}")
+        if not np.isfinite(a).all():
+            raise ModelError(f"{name} has non-finite values")
+        out[name] = a.astype(np.float32)
+    for lo, hi in (("score_lo", "score_hi"), ("pose_lo", "pose_hi"), ("coef_lo", "coef_hi")):
+        if (out[lo] > out[hi]).any():
+            raise ModelError(f"{lo} is above {hi}")
+    if out["placement"][2] <= 0 or out["pose_lo"][3] <= 0:
+        raise ModelError("the face width and the scale range must be positive")
+    return out
+
+
+# -- fitting ------------------------------------------------------------------------
+
+def aligned_shapes(landmarks: np.ndarray, canonical: np.ndarray) -> np.ndarray:
+    """(N, 478, 2): each frame's landmarks similarity-aligned (stable points) onto the
+    canonical face: what is left is expression and out-of-plane turn."""
+    stable = np.array(STABLE_POINTS)
+    ref = np.asarray(canonical, np.float64)[stable]
+    return np.stack([apply_affine(fit_similarity(p[stable, :2], ref), p) for p in np.asarray(landmarks)])
+
+
+def _pca(offsets: np.ndarray) -> np.ndarray:
+    """(K, 956) the principal directions of (N, 956) offsets that explain EXPLAINED."""
+    x = offsets - offsets.mean(0)
+    # From the (N, N) Gram matrix: LAPACK's SVD of the (N, 956) offsets took seconds on
+    # real frames (aligned shapes are rank-deficient), this takes milliseconds.
+    lam, u = np.linalg.eigh(x @ x.T)
+    lam, u = lam[::-1].clip(0), u[:, ::-1]
+    var = np.cumsum(lam) / max(float(lam.sum()), 1e-12)
+    k = max(1, min(int(np.searchsorted(var, EXPLAINED) + 1), MAX_COMPONENTS, len(x) - 1))
+    basis = u[:, :k].T @ x  # (K, 956), rows orthogonal, of norm sqrt(lam)
+    return basis / np.maximum(np.linalg.norm(basis, axis=1, keepdims=True), 1e-12)
+
+
+def _ridge(x: np.ndarray, y: np.ndarray, alpha: float) -> tuple[np.ndarray, np.ndarray]:
+    """(weights, bias) with y ~= x @ weights + bias; the penalty on standardised inputs."""
+    mu, sd = x.mean(0), x.std(0)
+    sd = np.where(sd > 1e-6, sd, 1.0)  # a score that never moved: its weight stays ~0
+    xs = (x - mu) / sd
+    w = np.linalg.solve(xs.T @ xs + alpha * np.eye(x.shape[1]), xs.T @ (y - y.mean(0)))
+    weights = w / sd[:, None]
+    return weights, y.mean(0) - mu @ weights
+
+
+def _build(shapes: np.ndarray, scores: np.ndarray, poses: np.ndarray, placed: np.ndarray, alpha: float,
+           placement: np.ndarray, neutral_scores: np.ndarray) -> ExpressionModel:
+    """The model of these frames: shapes (N, 478, 2) aligned, scores (N, 52), poses
+    (N, 6) relative to the mean pose, placed (N, 4) where each frame's shape sits in its image."""
+    mean_shape = shapes.mean(0)
+    offsets = (shapes - mean_shape).reshape(len(shapes), -1)
+    basis = _pca(offsets)
+    coefs = offsets @ basis.T  # (N, K)
+    weights, bias = _ridge(np.concatenate([scores, poses[:, :REGRESSED_POSE]], 1), coefs, alpha)
+    return ExpressionModel({
+        "mean_shape": mean_shape, "basis": basis, "coef_lo": coefs.min(0), "coef_hi": coefs.max(0),
+        "weights": weights, "bias": bias, "score_lo": scores.min(0), "score_hi": scores.max(0),
+        "neutral_scores": neutral_scores, "pose_lo": poses.min(0), "pose_hi": poses.max(0),
+        "placement": placement,
+        "pose_map": np.linalg.lstsq(np.concatenate([poses, np.ones((len(poses), 1))], 1), placed, rcond=None)[0],
+    })
+
+
+def _errors(model: ExpressionModel, landmarks: np.ndarray, scores: np.ndarray, poses: np.ndarray) -> np.ndarray:
+    """(N * 478,) px from each predicted point to the real one."""
+    pred = np.stack([model.predict(s, p) for s, p in zip(scores, poses)])
+    return np.linalg.norm(pred - landmarks, axis=2).ravel()
+
+
+def fit(landmarks: np.ndarray, scores: np.ndarray, matrices: np.ndarray, canonical: np.ndarray,
+        neutral_index: int, *, holdout: float = 0.2, alphas=ALPHAS) -> ExpressionModel:
+    """Fit a persona's expression model on its frames, in recording order.
+
+    landmarks: (N, 478, 2) persona image px; scores: (N, 52); matrices: (N, 4, 4)
+    MediaPipe poses; canonical: (478, 2) the persona's mean face at its mean pose
+    (image px); neutral_index: its neutral frame. The ridge strength is the one with
+    the least error on the last ``holdout`` of the frames for a model fitted on the
+    rest (the nearest thing to a new recording); that error is in ``facts``
+    (``heldout_median_px``, ``heldout_p95_px``; ``face_width_px`` for scale); the
+    model returned is then refitted on all frames.
+    """
+    lm = np.asarray(landmarks, np.float64)[:, :, :2]
+    sc = np.asarray(scores, np.float64)
+    mats = np.asarray(matrices, np.float64)
+    n = len(lm)
+    if lm.shape[1:] != (NUM_POINTS, 2) or sc.shape != (n, NUM_SCORES) or mats.shape != (n, 4, 4):
+        raise ValueError(f"fit needs (N, 478, 2) landmarks, (N, 52) scores and (N, 4, 4) poses; got "
+                         f"{lm.shape}, {sc.shape}, {mats.shape}")
+    if n < 10:
+        raise ValueError(f"fit needs at least 10 frames, got {n}")
+    canonical = np.asarray(canonical, np.float64)[:, :2]
+    stable = np.array(STABLE_POINTS)
+    placement = np.array([*canonical[stable].mean(0), np.linalg.norm(canonical[454] - canonical[234])])
+    shapes = aligned_shapes(lm, canonical)
+    mean = mean_pose(mats)
+    poses = np.stack([head_pose(m, mean) for m in mats])  # (N, 6) relative to the mean pose
+    placed = np.stack([where_placed(s, p, placement) for s, p in zip(shapes, lm)])  # (N, 4)
+    neutral = sc[int(neutral_index)]
+    cut = n - max(1, int(round(n * holdout)))
+    held = slice(cut, n)
+    tried = {}
+    for alpha in alphas:
+        model = _build(shapes[:cut], sc[:cut], poses[:cut], placed[:cut], alpha, placement, neutral)
+        tried[alpha] = _errors(model, lm[held], sc[held], poses[held])
+    best = min(tried, key=lambda a: float(tried[a].mean()))
+    err = tried[best]
+    model = _build(shapes, sc, poses, placed, best, placement, neutral)
+    facts = {"kind": "ridge", "alpha": float(best), "frames": n, "components": model.components,
+             "heldout_frames": n - cut, "heldout_median_px": round(float(np.median(err)), 3),
+             "heldout_p95_px": round(float(np.percentile(err, 95)), 3),
+             "face_width_px": round(float(placement[2]), 2)}
+    return ExpressionModel(model.arrays, facts)
