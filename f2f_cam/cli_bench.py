@@ -1,4 +1,5 @@
-"""``f2f-cam bench``: speed of the runtime pipeline, or of training (``--train``).
+"""``f2f-cam bench``: speed of the runtime pipeline, of training (``--train``), or the
+quality of a persona's output (``--quality``).
 
 Only click at module level: torch, mediapipe and ``trainers`` load inside the command.
 """
@@ -15,7 +16,10 @@ from f2f_cam.errors import UserError
 
 @click.command()
 @click.option("--train", "train_bench", is_flag=True, help="Training images/s against the reference step.")
-@click.option("--persona", default=None, help="Runtime: persona to measure (default: your first, else a bundled one).")
+@click.option("--quality", "quality_bench", is_flag=True,
+              help="Quality of a persona's output per retarget mode (expression, identity, sharpness, ...).")
+@click.option("--persona", default=None,
+              help="Runtime, quality: persona to measure (default: your first, else a bundled one).")
 @click.option("--video", type=click.Path(path_type=Path), default=None,
               help="Runtime: face clip to run (default: a generated 640x480 astronaut clip).")
 @click.option("--precision", default="auto", show_default=True, help="Runtime generator: auto | fp32 | bf16")
@@ -24,12 +28,27 @@ from f2f_cam.errors import UserError
 @click.option("--ngf", "ngfs", type=click.IntRange(min=1), multiple=True,
               help="Training: generator widths [default: 64 and 32].")
 @click.option("--steps", type=click.IntRange(min=1), default=8, show_default=True, help="Training: timed steps per setting (median).")
+@click.option("--driver", "drivers", type=click.Path(path_type=Path), multiple=True,
+              help="Quality: a face clip to drive the persona with (repeatable) [default: generated ones].")
+@click.option("--reference", type=click.Path(path_type=Path), default=None,
+              help="Quality: a video of the persona's own face [default: its training video or dataset].")
+@click.option("--mode", "modes", multiple=True,
+              help="Quality: retarget mode to measure (repeatable) [default: every mode].")
+@click.option("--frames", type=click.IntRange(min=3), default=105, show_default=True,
+              help="Quality: frames per driver (from its start).")
 @click.option("--json", "as_json", is_flag=True)
-def bench(train_bench, persona, video, precision, size, batch_size, ngfs, steps, as_json):
-    """Measure speed: the runtime pipeline (default) or training (--train)."""
+def bench(train_bench, quality_bench, persona, video, precision, size, batch_size, ngfs, steps,
+          drivers, reference, modes, frames, as_json):
+    """Measure speed: the runtime pipeline (default) or training (--train); or the
+    quality of a persona's output (--quality)."""
     from f2f_cam.config import PipelineConfig
 
     cfg = PipelineConfig(persona=persona, precision=precision)  # checks --persona, --precision
+    if train_bench and quality_bench:
+        raise UserError("--train and --quality measure different things; give one of them")
+    if quality_bench:
+        _quality(cfg, drivers, reference, modes, frames, as_json)
+        return
     if train_bench:
         from trainers.bench import bench_training, format_table
         from trainers.networks import SIZES
@@ -62,3 +81,18 @@ def bench(train_bench, persona, video, precision, size, batch_size, ngfs, steps,
             synth.write_video(video, synth.SynthSpec(seconds=4.0, fps=15.0))
         r = bench_runtime(p, video, precision=cfg.precision)
     click.echo(json.dumps(r, indent=2) if as_json else format_runtime(r))
+
+
+def _quality(cfg, drivers, reference, modes, frames, as_json) -> None:
+    from f2f_cam.pipeline import resolve_persona
+    from f2f_cam.quality_bench import bench_quality, format_quality
+    from f2f_cam.registry import RETARGET_MODES
+
+    for mode in modes:  # before anything slow
+        RETARGET_MODES.check(mode)
+    p = resolve_persona(cfg.persona)
+    if p is None:
+        raise UserError("no persona to measure; train one with `f2f-cam train` or import one")
+    r = bench_quality(p, drivers=drivers, reference=reference, modes=modes, frames=frames,
+                      precision=cfg.precision)
+    click.echo(json.dumps(r, indent=2) if as_json else format_quality(r))
