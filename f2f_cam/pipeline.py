@@ -220,6 +220,8 @@ class Pipeline:
                 self.last_points = points
                 self._last_seen = dataclasses.replace(face, points=points)
                 if persona is not None:
+                    if self.retargeter.mode_used != self.retargeter.mode:
+                        self._note_fallback()
                     points = self.retargeter(self._last_seen, (w, h))
                     if self.shape_smoother is not None and self.retarget_mode == "expression":
                         points = self.shape_smoother(points, t)
@@ -343,16 +345,20 @@ class Pipeline:
     def calibrated(self) -> bool:
         return self._neutral_face is not None
 
+    def _note_fallback(self) -> None:
+        """One line in the log, once per persona, when ``expression`` first runs as
+        ``transfer`` on a face (not before: a run that never sees a face says nothing)."""
+        if self.persona.name not in self._noted:
+            self._noted.add(self.persona.name)
+            log.warning("persona '%s' has no expression model (made before format 2, or exported without "
+                        "its dataset): retargeting with transfer; re-export it to use expression", self.persona.name)
+
     def _retargeter(self, mode: str):
         from f2f_cam.retarget import Retargeter
 
         if self.persona is None:
             return None
         r = Retargeter(self.persona, mode)
-        if r.mode_used != r.mode and self.persona.name not in self._noted:
-            self._noted.add(self.persona.name)
-            log.warning("persona '%s' has no expression model (made before format 2, or exported without "
-                        "its dataset): retargeting with transfer; re-export it to use expression", self.persona.name)
         if self._neutral_face is not None:
             r.calibrate(self._neutral_face)  # the same face, aligned onto this persona
         return r

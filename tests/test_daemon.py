@@ -31,10 +31,10 @@ def daemons():
     """start(camera, **options) -> a running in-process Daemon; all stopped at the end."""
     started = []
 
-    def start(camera, *, layout="persona", persona="tiny", open_source=None, **cfg):
+    def start(camera, *, layout="persona", persona="tiny", open_source=None, retarget="expression", **cfg):
         cfg = {"output": "virtualcam", "backend": "recorder", "size": f"{W}x{H}", "fps": FPS, "tray": False, **cfg}
-        d = Daemon(DaemonConfig(camera=str(camera), **cfg), PipelineConfig(persona=persona, layout=layout),
-                   open_source=open_source)
+        d = Daemon(DaemonConfig(camera=str(camera), **cfg),
+                   PipelineConfig(persona=persona, layout=layout, retarget=retarget), open_source=open_source)
         started.append(d)
         return d.start()
 
@@ -233,6 +233,47 @@ def test_ctl_switches_layout_persona_pause_and_resume(talking_head, installed_pe
 
     ctl("quit")
     assert d.wait(timeout=5)
+
+
+def wait_for(what, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while not what():
+        assert time.monotonic() < deadline, f"not within {timeout} s"
+        time.sleep(0.02)
+
+
+def test_switches_to_and_from_expression_live(talking_head, installed_persona, expression_persona, recorder,
+                                              daemons, capsys):
+    from f2f_cam.persona import PersonaStore
+
+    PersonaStore().install_folder(expression_persona[0])
+    d = daemons(talking_head[0], persona="tinyx", retarget="align")
+    rec = Recorder.last
+    wait_frames(rec, 5)
+    assert d.status().retarget == "align" and not d.pipe.stages.blendshapes  # no scores asked for
+    # The landmark model with expression scores loads beside the processing loop: the
+    # output keeps coming (transfer meanwhile), then expression is in use.
+    ctl("retarget", "expression")
+    n0 = len(rec.sent)
+    wait_for(lambda: d.status().retarget == "expression")
+    assert d.pipe.stages.blendshapes
+    wait_frames(rec, n0 + 10)
+    assert d.status().face is True
+    capsys.readouterr()
+    ctl("calibrate")  # the neutral face for expression too; the mode stays
+    assert "neutral face calibrated; retarget expression" in capsys.readouterr().out
+    assert d.status().calibrated
+    ctl("retarget", "transfer")
+    assert d.status().retarget == "transfer"
+    ctl("retarget", "expression")  # the detector with scores stayed: at once
+    assert d.status().retarget == "expression"
+    # A persona without an expression model runs it as transfer; back to one with a model.
+    ctl("persona", "tiny")
+    assert d.status().retarget == "transfer"
+    ctl("persona", "tinyx")
+    assert d.status().retarget == "expression"
+    n0 = len(rec.sent)
+    wait_frames(rec, n0 + 5)
 
 
 class StillCamera:

@@ -37,6 +37,8 @@ def test_train_persona_from_a_video_installs_it(talking_head, tmp_path):
     assert r.persona == p.path and p.display_name == "Astro"
     assert p.training["steps"] == 4 and p.training["frames"] == 20 and p.training["val_psnr"] > 0
     assert p.load_generator()(torch.zeros(1, 3, 64, 64)).shape == (1, 3, 64, 64)
+    # Export fitted the expression model on the run's dataset.
+    assert p.expression is not None and p.meta["expression"]["frames"] == 20
     assert sorted(x.name for x in store.root.iterdir()) == ["astro"]  # no temp folders left
     assert (r.run_dir / "dataset" / "dataset.json").is_file() and (r.run_dir / "metrics.csv").is_file()
 
@@ -72,6 +74,31 @@ def test_resume_continues_the_run_and_reuses_its_dataset(talking_head, tmp_path)
     assert PersonaStore().get("resumed").training["steps"] == 12
     rows = (run / "metrics.csv").read_text().splitlines()
     assert [r.split(",")[0] for r in rows[1:]] == ["1", "2", "3"]  # history carried over the resume
+
+
+def test_an_older_dataset_is_rebuilt_and_a_lost_one_exports_without_a_model(small_dataset, talking_head,
+                                                                           tmp_path, caplog):
+    import shutil
+
+    from trainers.dataset import DATASET_FORMAT
+    from trainers.export import export_checkpoint
+    from trainers.recipe import ensure_dataset
+
+    folder = tmp_path / "ds"
+    shutil.copytree(small_dataset, folder)
+    options = dict(frames=20, size=64, seed=0, progress=False)
+    assert ensure_dataset(talking_head[0], folder, **options)  # the same video, size, seed: reused
+    meta = json.loads((folder / "dataset.json").read_text())
+    (folder / "dataset.json").write_text(json.dumps({**meta, "format": 1}))
+    assert not ensure_dataset(talking_head[0], folder, **options)  # format 1 has no scores: rebuilt
+    assert json.loads((folder / "dataset.json").read_text())["format"] == DATASET_FORMAT
+    # The checkpoint's dataset is gone: the persona is exported without a model, with a warning.
+    r = train_persona("lost", dataset=folder, workdir=tmp_path / "run", progress=False,
+                      config=TrainConfig(**TINY, epochs=1, max_steps=1))
+    shutil.rmtree(folder)
+    p = export_checkpoint(r.checkpoint, "lost", force=True)
+    assert p.expression is None and "expression" not in p.meta
+    assert any("no expression model" in rec.getMessage() for rec in caplog.records)
 
 
 def test_resume_needs_a_checkpoint(small_dataset, tmp_path):

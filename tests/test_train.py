@@ -39,8 +39,10 @@ def test_dataset_pairs_index_and_determinism(tiny_dataset, talking_head, tmp_pat
     assert meta["frames_kept"] == 30 and meta["train"] == 24 and meta["val"] == 6
     assert {p["split"] for p in meta["pairs"]} == {"train", "val"}
     assert np.array(meta["canonical_landmarks"]).shape == (478, 2)
-    # A is exactly the runtime's sketch of the stored landmarks.
+    # Format 2: each pair also has its expression scores and pose (for the expression model).
     first = meta["pairs"][0]
+    assert meta["format"] == 2 and np.shape(first["blendshapes"]) == (52,) and np.shape(first["pose"]) == (4, 4)
+    # A is exactly the runtime's sketch of the stored landmarks.
     import cv2
 
     a = cv2.cvtColor(cv2.imread(str(tiny_dataset / "A" / first["file"])), cv2.COLOR_BGR2RGB)
@@ -192,6 +194,20 @@ def test_dataset_with_mismatched_pairs(tiny_dataset, tmp_path):
     next((broken / "B").glob("*.png")).unlink()
     one_line_error(run_cli("train", "--dataset", broken, "--name", "x", "--size", "64", "--quiet"),
                    "mismatched pairs")
+
+
+def test_a_dataset_of_an_older_format_is_refused(tiny_dataset, tmp_path):
+    import shutil
+
+    old = tmp_path / "old"
+    shutil.copytree(tiny_dataset, old)
+    meta = json.loads((old / "dataset.json").read_text())
+    meta["format"] = 1
+    for p in meta["pairs"]:
+        del p["blendshapes"], p["pose"]
+    (old / "dataset.json").write_text(json.dumps(meta))
+    one_line_error(run_cli("train", "--dataset", old, "--name", "x", "--size", "64", "--quiet"),
+                   "has format 1", "rebuild it with `f2f-cam dataset")
 
 
 def test_checkpoint_from_another_config_and_corrupt_checkpoints(tiny_dataset, tmp_path):
