@@ -15,8 +15,13 @@ Pose: a face's 4x4 transformation matrix relative to a neutral one becomes six
 numbers (``POSE_NAMES``): yaw, pitch, roll in degrees (roll as seen in the image),
 the apparent scale, and the shift in face widths. At run time the user's pose
 relative to their neutral is clamped into the range of the persona's poses relative
-to its mean, then yaw and pitch feed the regression and roll, scale and shift place
-the predicted shape around the persona's mean pose in its image.
+to its mean; yaw and pitch feed the regression, and all six, through a linear map
+fitted on the persona's frames (it knows what a turn does to the face's place in the
+image), give the roll, scale and shift that put the predicted shape in its image.
+
+``fit`` was measured against nearest-frames blending (k = 1..20, inverse-distance
+weights, same inputs) on a real clip (d6, every third frame, the last 20 % held out):
+aligned-shape error median 1.9 px for the ridge against 3.2 px for the best blend.
 """
 
 from __future__ import annotations
@@ -42,11 +47,16 @@ FACE_WIDTH_CM = 15.0
 ALPHAS = tuple(10.0 ** e for e in np.arange(-2, 4.01, 0.5))  # ridge strengths tried (standardised inputs)
 MAX_COMPONENTS = 48
 EXPLAINED = 0.999  # PCA keeps the components that explain this much of the offsets' variance
-ARRAYS = {  # name -> shape (K: the number of PCA components; F: NUM_FEATURES)
-    "mean_shape": (NUM_POINTS, 2), "basis": ("K", NUM_POINTS * 2), "coef_lo": ("K",), "coef_hi": ("K",),
-    "weights": (NUM_FEATURES, "K"), "bias": ("K",), "score_lo": (NUM_SCORES,), "score_hi": (NUM_SCORES,),
-    "neutral_scores": (NUM_SCORES,), "pose_lo": (len(POSE_NAMES),), "pose_hi": (len(POSE_NAMES),),
-    "placement": (3,), "pose_map": (len(POSE_NAMES) + 1, 4),
+ARRAYS = {  # name -> shape (K: the number of PCA components), all float32
+    "mean_shape": (NUM_POINTS, 2),  # the aligned mean face, persona image px
+    "basis": ("K", NUM_POINTS * 2),  # unit PCA directions of the offsets from it
+    "coef_lo": ("K",), "coef_hi": ("K",),  # the range of each coefficient seen in training
+    "weights": (NUM_FEATURES, "K"), "bias": ("K",),  # [scores, yaw, pitch] -> coefficients
+    "score_lo": (NUM_SCORES,), "score_hi": (NUM_SCORES,),  # each score's range seen
+    "neutral_scores": (NUM_SCORES,),  # the persona's neutral frame's scores
+    "pose_lo": (len(POSE_NAMES),), "pose_hi": (len(POSE_NAMES),),  # its poses' range, relative to its mean
+    "placement": (3,),  # the canonical face's centre x, y and width, persona image px
+    "pose_map": (len(POSE_NAMES) + 1, 4),  # [pose, 1] -> where: angle deg, scale, shift x, y (face widths)
 }
 
 
@@ -57,7 +67,7 @@ class ModelError(ValueError):
 # -- head pose --------------------------------------------------------------------
 
 def _rotation(matrix: np.ndarray) -> np.ndarray:
-    """The (3, 3) rotation of a 4x4 pose, made orthonormal (SVD)."""
+    """The (3, 3) rotation of a pose (its top-left 3x3), made orthonormal (SVD)."""
     u, _, vt = np.linalg.svd(np.asarray(matrix, np.float64)[:3, :3])
     r = u @ vt
     return r if np.linalg.det(r) > 0 else u @ np.diag([1, 1, -1]) @ vt

@@ -351,7 +351,7 @@ class Pipeline:
         if self.persona.name not in self._noted:
             self._noted.add(self.persona.name)
             log.warning("persona '%s' has no expression model (made before format 2, or exported without "
-                        "its dataset): retargeting with transfer; re-export it to use expression", self.persona.name)
+                        "its dataset): retargeting with transfer; retrain or re-export it to use expression", self.persona.name)
 
     def _retargeter(self, mode: str):
         from f2f_cam.retarget import Retargeter

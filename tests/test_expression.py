@@ -261,6 +261,9 @@ def test_expression_retargeting_follows_the_mouth_and_keeps_the_personas_shape(e
     f = pairs[5][0]
     wide = Face(f.points * np.array([1.3, 1.0, 1.0], np.float32), f.blendshapes, f.pose)
     assert np.allclose(r(wide, size), r(f, size))
+    # Calibrated on a face, that face is the persona's neutral face at its mean pose.
+    r.calibrate(f)
+    assert np.allclose(r(f, size), persona.expression.predict(persona.expression.neutral_scores), atol=1e-3)
 
 
 def test_video_with_expression_retargeting(expression_persona, talking_head, tmp_path):
