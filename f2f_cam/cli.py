@@ -38,7 +38,7 @@ def cli(verbose: bool) -> None:
 @click.option("--persona", help="Persona name (default: your first persona, else a bundled one).")
 @click.option("--layout", default=None,
               help="persona | side-by-side | landmarks | camera  [default: persona]")
-@click.option("--retarget", default=None, help="raw | align | transfer  [default: align]")
+@click.option("--retarget", default=None, help="expression | raw | align | transfer  [default: expression]")
 @click.option("--size", "size", default=None, help="Output WIDTHxHEIGHT (default: the input's; "
               "side-by-side: three panels at the input's height).")
 @click.option("--no-smoothing", is_flag=True, help="Draw the raw landmarks, unfiltered.")

@@ -25,7 +25,7 @@ ON_OFF = click.Choice(["on", "off"], case_sensitive=False)
 @click.option("--fps", type=float, help="Output frame rate.  [default: 30]")
 @click.option("--persona", help="Persona name (default: your first persona, else a bundled one).")
 @click.option("--layout", help="persona | side-by-side | landmarks | camera  [default: persona]")
-@click.option("--retarget", help="raw | align | transfer  [default: align]")
+@click.option("--retarget", help="expression | raw | align | transfer  [default: expression]")
 @click.option("--mirror/--no-mirror", default=None,
               help="Flip the camera like a mirror.  [default: on for a webcam, off for a video file]")
 @click.option("--no-tray", is_flag=True, help="No tray icon: run headless (`f2f-cam ctl` controls it).")

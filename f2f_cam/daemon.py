@@ -421,8 +421,12 @@ class Daemon:
         self._override_layout("camera", on)
 
     def set_retarget(self, mode: str) -> None:
+        from f2f_cam.registry import RETARGET_MODES
+
+        mode = RETARGET_MODES.check(str(mode))
         with self._control_lock:
-            self._submit(lambda: self.pipe.set_retarget(str(mode)))
+            stages = self.pipe.prepare(retarget=mode)  # a detector with expression scores loads here
+            self._submit(lambda: self.pipe.apply(stages, retarget=mode))
 
     def set_mirror(self, on: bool) -> None:
         with self._control_lock:
