@@ -56,6 +56,7 @@ class Clip:
     name: str
     path: Path
     frames: int
+    generated: bool = False  # made by trainers.synth (in a temporary folder)
 
     def __iter__(self):
         return read_frames(self.path, self.frames)
@@ -105,7 +106,7 @@ def generated_drivers(folder: Path, frames: int) -> list[Clip]:
                               ("synth-shape", 2, synth.FaceShape(width=0.12, eyes=0.15, nose=0.15))):
         path = folder / f"{name}.mp4"
         synth.write_video(path, synth.SynthSpec(seconds=seconds, fps=15.0, style="drive", seed=seed, shape=shape))
-        clips.append(Clip(f"{name} (generated)", path, frames))
+        clips.append(Clip(f"{name} (generated)", path, frames, generated=True))
     return clips
 
 
@@ -331,7 +332,7 @@ def bench_quality(persona, drivers=(), reference: Path | None = None, modes=(), 
                                "pose_ssim_min": pose[mode]}) for mode in modes}
     return {
         "persona": persona.name, "image_size": persona.image_size, "frames": frames, "modes": summary,
-        "drivers": [{"name": c.name, "source": "generated" if "(generated)" in c.name else str(c.path),
+        "drivers": [{"name": c.name, "source": "generated" if c.generated else str(c.path),
                      "frames": len(t.samples), "face_rate": t.face_rate,
                      "modes": {m: _rounded(d[m]) for m in modes}} for c, t, d in zip(clips, tracks, per_driver)],
         "reference": {"source": ref.source, "frames": ref.frames, "sharpness": round(ref.sharpness, 2),
