@@ -151,11 +151,15 @@ class ExpressionModel:
         """A user's face -> the persona's landmarks (478, 2), persona image px.
 
         The user's scores move the persona's neutral scores by as much as they differ
-        from the user's own neutral ones; the user's pose (4x4) relative to their
-        neutral pose becomes the persona's pose relative to its mean pose.
+        from the user's own neutral ones; the user's head turn (yaw, pitch, roll of the
+        4x4 pose relative to their neutral pose) turns the persona's head from its mean
+        pose. The user's distance and position in the frame are not passed on: the
+        persona stays at the size and place it was trained at, so any distance works.
         """
         moved = self.neutral_scores + (np.asarray(scores, np.float64) - np.asarray(neutral_scores, np.float64))
-        return self.predict(moved, head_pose(matrix, neutral_matrix))
+        pose = head_pose(matrix, neutral_matrix)
+        pose[3:] = NEUTRAL_POSE[3:]  # scale 1, no shift
+        return self.predict(moved, pose)
 
     def to_bytes(self) -> bytes:
         """``expression.npz``: plain float32 arrays (loads with ``allow_pickle=False``)."""
