@@ -43,7 +43,10 @@ def run_demo(output: Path, persona: str | None = None, picture: Path | None = No
     else:
         raise UserError(f"the demo persona '{DEMO_PERSONA}' is not installed ({store.bundled_root}); "
                         "reinstall f2f-cam")
-    cfg = PipelineConfig(persona=name, layout="side-by-side")
+    # The bundled astronaut is a format-1 persona (no expression model): drive it with
+    # `transfer` outright rather than print the fallback note on every demo.
+    retarget = "expression" if store.get(name).expression is not None else "transfer"
+    cfg = PipelineConfig(persona=name, layout="side-by-side", retarget=retarget)
     summary = convert_video(driving_clip(), output, cfg, progress=progress)
     if picture is not None:
         write_strip(output, picture)
