@@ -147,6 +147,8 @@ def reference_for(persona, path: Path | None, dataset: Path | None, frames: int,
     dataset's photos, else the persona's idle frame (each stand-in with a note)."""
     import json
 
+    from f2f_cam.sources import read_image
+
     if path is None and dataset is not None:
         video = Path(json.loads((dataset / "dataset.json").read_text(encoding="utf-8")).get("video", ""))
         if video.is_file():
@@ -154,7 +156,7 @@ def reference_for(persona, path: Path | None, dataset: Path | None, frames: int,
         else:
             photos = sorted((dataset / "B").glob("*.png"))
             photos = photos[::max(1, len(photos) // frames)][:frames]
-            return _reference(((None, _read_rgb(p)) for p in photos), f"dataset {dataset}",
+            return _reference(((None, read_image(p)) for p in photos), f"dataset {dataset}",
                               f"the training video is not at hand: the dataset's {persona.image_size} px "
                               "photos stand in for it")
     if path is not None:
@@ -164,12 +166,6 @@ def reference_for(persona, path: Path | None, dataset: Path | None, frames: int,
     return _reference([(None, idle)], f"persona '{persona.name}' idle frame",
                       "no reference video and no dataset: the persona's idle frame (its neutral face "
                       f"through its generator, {persona.image_size} px) stands in; give --reference VIDEO")
-
-
-def _read_rgb(path: Path) -> np.ndarray:
-    import cv2
-
-    return cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
 
 
 def _reference(frames, source: str, note: str | None = None) -> Reference:

@@ -87,6 +87,14 @@ class VideoFileSource:
         self.close()
 
 
+def read_image(path: str | Path) -> np.ndarray:
+    """An image file as RGB uint8 (H, W, 3); a ``UserError`` when it cannot be read."""
+    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise UserError(f"{path} is not an image that can be read")
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
 class ImageFolderSource:
     """Still images from a folder, in name order, at a nominal frame rate."""
 
@@ -95,21 +103,15 @@ class ImageFolderSource:
         self.files = sorted(p for p in self.path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
         if not self.files:
             raise UserError(f"{self.path} holds no images ({', '.join(IMAGE_SUFFIXES)})")
-        first = self._read(self.files[0])
+        first = read_image(self.files[0])
         self.size = (first.shape[1], first.shape[0])
         self.fps = Fraction(fps).limit_denominator(1001)
         self.frame_count = len(self.files)
         self.has_audio = False
 
-    def _read(self, path: Path) -> np.ndarray:
-        bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if bgr is None:
-            raise UserError(f"{path} is not an image that can be read")
-        return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-
     def __iter__(self) -> Iterator[tuple[float, np.ndarray]]:
         for i, path in enumerate(self.files):
-            frame = self._read(path)
+            frame = read_image(path)
             if (frame.shape[1], frame.shape[0]) != self.size:  # one output size for all
                 frame = cv2.resize(frame, self.size, interpolation=cv2.INTER_AREA)
             yield i / float(self.fps), frame

@@ -14,6 +14,7 @@ import torch
 
 from f2f_cam import sketch
 from f2f_cam.generator import to_input
+from f2f_cam.sources import read_image
 
 
 class PairedDataset(torch.utils.data.Dataset):
@@ -34,8 +35,7 @@ class PairedDataset(torch.utils.data.Dataset):
         pairs = [p for p in meta["pairs"] if p["split"] == split]
         self.files = [p["file"] for p in pairs]
         self.points = np.array([p["landmarks"] for p in pairs], np.float32)  # (N, 478, 2)
-        self.photos = np.stack([cv2.cvtColor(cv2.imread(str(folder / "B" / f)), cv2.COLOR_BGR2RGB)
-                                for f in self.files])  # (N, S, S, 3) uint8
+        self.photos = np.stack([read_image(folder / "B" / f) for f in self.files])  # (N, S, S, 3) uint8
         self.augment, self.seed = augment, seed
         self.rotate, self.scale, self.shift = rotate, scale, shift
         self.jitter = jitter * self.size / 256
