@@ -64,9 +64,9 @@ def draw_icon(state: str):
     return img
 
 
-def title_for(daemon, state: str) -> str:
-    st = daemon.status()
-    return f"Face2Face Cam: {st.persona_display_name or 'no persona'}, {st.layout or '-'} ({state})"
+def title_for(st) -> str:
+    """The icon's tooltip, from a ``DaemonStatus``."""
+    return f"Face2Face Cam: {st.persona_display_name or 'no persona'}, {st.layout or '-'} ({st.state})"
 
 
 def open_personas_folder() -> Path:
@@ -99,13 +99,14 @@ class Tray:
         self.background = background
         self.exit_on_hang = exit_on_hang
         self._pystray = pystray
-        self._state = icon_state(daemon)
+        st = daemon.status()
+        self._state = st.state
         self._returned = threading.Event()
         self._shown = False  # the icon's event loop runs (not in tests with the dummy backend)
         icon_cls = pystray.Icon
         if icon_cls.__module__.endswith("._xorg"):
             icon_cls = _one_thread_xorg_icon(icon_cls)
-        self.icon = icon_cls("f2f-cam", draw_icon(self._state), title_for(daemon, self._state), menu=self.menu())
+        self.icon = icon_cls("f2f-cam", draw_icon(self._state), title_for(st), menu=self.menu())
 
     @property
     def has_menu(self) -> bool:
@@ -184,11 +185,11 @@ class Tray:
 
     def refresh(self) -> None:
         """Redraw the icon if the state changed, and rebuild the menu's check marks."""
-        state = icon_state(self.daemon)
-        if state != self._state:
-            self._state = state
-            self.icon.icon = draw_icon(state)
-        self.icon.title = title_for(self.daemon, state)
+        st = self.daemon.status()  # one snapshot for the badge and the tooltip
+        if st.state != self._state:
+            self._state = st.state
+            self.icon.icon = draw_icon(st.state)
+        self.icon.title = title_for(st)
         if self._shown and self.has_menu:
             self.icon.update_menu()
 
