@@ -13,7 +13,7 @@ import click
 
 
 def _size_option(f):
-    return click.option("--size", type=int, default=256, show_default=True,
+    return click.option("--size", type=int, default=512, show_default=True,
                         help="Persona image size: 64, 128, 256 or 512 px.")(f)
 
 
@@ -50,10 +50,10 @@ def dataset(video, output, frames, size, val_fraction, seed, quiet):
 @_size_option
 # Ranges and choices of the training options are checked by TrainConfig itself, so the
 # command line, tests and library calls get the same one-line error.
-@click.option("--ngf", type=int, default=32, show_default=True, help="Generator width (64: the paper's).")
-@click.option("--ndf", type=int, default=64, show_default=True, help="Discriminator width.")
-@click.option("--norm", default="batch", show_default=True,
-              help="Normalisation: batch (pix2pix) or instance (per image).")
+@click.option("--ngf", type=int, default=8, show_default=True, help="Generator width (64: the paper's).")
+@click.option("--ndf", type=int, default=32, show_default=True, help="Discriminator width (64: the paper's).")
+@click.option("--norm", default="instance", show_default=True,
+              help="Normalisation: instance (per image) or batch (pix2pix's).")
 @click.option("--no-dropout", is_flag=True, help="No dropout in the generator's decoder.")
 @click.option("--epochs", type=int, default=None, help="Passes over the data (the old max_epochs) [default: 30, or none with --minutes].")
 @click.option("--minutes", type=float, default=None, help="Time budget: stop cleanly at it and export.")
@@ -65,6 +65,8 @@ def dataset(video, output, frames, size, val_fraction, seed, quiet):
 @click.option("--lambda-feat", type=float, default=0.0, show_default=True,
               help="Weight of pix2pixHD's discriminator feature matching (0: off; 10 in the paper).")
 @click.option("--decay-epochs", type=int, default=0, show_default=True, help="Linear lr decay over the last N epochs.")
+@click.option("--decay-share", type=float, default=0.0, show_default=True,
+              help="With --minutes: linear lr decay to 0 over this last share of the time budget (0: constant lr).")
 @click.option("--save-every", type=int, default=500, show_default=True, help="Steps between checkpoints (the old save_freq).")
 @click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda | cuda:N | mps")
 @click.option("--precision", default="auto", show_default=True, help="auto | fp32 | bf16 | fp16")
@@ -79,8 +81,8 @@ def dataset(video, output, frames, size, val_fraction, seed, quiet):
 @click.option("--force", is_flag=True, help="Replace an existing persona / start the run over.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def train(video, name, display_name, dataset_dir, workdir, frames, size, ngf, ndf, norm, no_dropout, epochs, minutes,
-          batch_size, lr, gan_mode, num_D, lambda_feat, decay_epochs, save_every, device, precision, workers, sync_bn,
-          no_augment, jitter, seed, max_steps, resume, force, quiet):
+          batch_size, lr, gan_mode, num_D, lambda_feat, decay_epochs, decay_share, save_every, device, precision,
+          workers, sync_bn, no_augment, jitter, seed, max_steps, resume, force, quiet):
     """Train a persona from one video: dataset -> pix2pix -> export -> install.
 
     Resumable (--resume), stops cleanly at a time budget (--minutes), and runs under
@@ -92,7 +94,8 @@ def train(video, name, display_name, dataset_dir, workdir, frames, size, ngf, nd
     cfg = TrainConfig(size=size, ngf=ngf, ndf=ndf, norm=norm, dropout=not no_dropout,
                       epochs=epochs if epochs is not None or minutes is not None else 30,
                       minutes=minutes, batch_size=batch_size, lr=lr, gan_mode=gan_mode, num_D=num_D,
-                      lambda_feat=lambda_feat, decay_epochs=decay_epochs, save_every=save_every, device=device,
+                      lambda_feat=lambda_feat, decay_epochs=decay_epochs, decay_share=decay_share,
+                      save_every=save_every, device=device,
                       precision=precision, workers=workers, sync_bn=sync_bn, augment=not no_augment,
                       jitter=jitter, seed=seed, max_steps=max_steps)
     r = train_persona(name, video=video, dataset=dataset_dir, config=cfg, workdir=workdir, frames=frames,
@@ -113,6 +116,8 @@ def train(video, name, display_name, dataset_dir, workdir, frames, size, ngf, nd
         f"samples and metrics: {r.run_dir}\n"
         f"use it: f2f-cam video IN.mp4 -o OUT.mp4 --persona {name}   or   f2f-cam run --persona {name}"
     )
+    if r.verdict is not None:
+        click.echo(r.verdict.lines())
 
 
 def _or(value, default):

@@ -52,7 +52,7 @@ def test_multiscale_discriminator_shapes_and_features():
 def test_model_args_pick_the_discriminator():
     assert model_args(TrainConfig())["D"]["kind"] == "patch"
     args = model_args(TrainConfig(num_D=2, lambda_feat=10.0, size=64, ngf=8, ndf=8))
-    assert args["D"] == {"kind": "multiscale", "ndf": 8, "n_layers": 3, "norm": "batch", "num_D": 2}
+    assert args["D"] == {"kind": "multiscale", "ndf": 8, "n_layers": 3, "norm": "instance", "num_D": 2}
     _, D = build_networks(args)
     assert isinstance(D, MultiscaleDiscriminator) and len(D.scales) == 2
 

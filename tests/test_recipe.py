@@ -145,6 +145,8 @@ def test_checkpoint_rebuilds_its_generator_from_model_args_alone(small_dataset, 
     ("minutes", 0.0, "invalid --minutes 0.0: must be more than 0"),
     ("batch_size", 0, "invalid --batch-size 0: must be at least 1"),
     ("save_every", -1, "invalid --save-every -1: must be at least 0"),
+    ("decay_share", 1.5, "invalid --decay-share 1.5: must be from 0 to 1"),
+    ("decay_share", float("nan"), "invalid --decay-share nan: must be from 0 to 1"),
 ])
 def test_config_checks_itself(field, value, message):
     with pytest.raises(UserError) as e:

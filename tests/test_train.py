@@ -76,6 +76,31 @@ def test_short_training_beats_the_untrained_generator(tiny_dataset, tmp_path):
     assert (tmp_path / "run" / "samples" / "epoch_020.png").is_file()
 
 
+def test_the_time_budget_schedule_decays_the_lr_to_zero_over_its_last_share():
+    cfg = TrainConfig(**TINY, epochs=None, minutes=10, decay_share=0.5)
+    assert [tr.budget_factor(cfg, s) for s in (0, 300, 450, 600, 900)] == [1.0, 1.0, 0.5, 0.0, 0.0]
+    assert tr.budget_factor(TrainConfig(**TINY, minutes=10), 590) == 1.0  # no decay asked for
+    assert tr.budget_factor(TrainConfig(**TINY, epochs=3, decay_share=0.5), 1e9) == 1.0  # no budget
+
+
+def test_a_budget_run_ends_with_a_small_lr(tiny_dataset, tmp_path):
+    meta = load_dataset(tiny_dataset)
+    cfg = TrainConfig(**TINY, epochs=None, minutes=0.1, decay_share=1.0)
+    result = tr.train(cfg, meta, tmp_path / "run", progress=False)
+    assert result["stopped"] == "time budget"
+    ckpt = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=True)
+    # Stopped at the end of the budget: the last steps ran with a decayed lr (the last
+    # update can be an epoch end, a validation and a checkpoint before the stop).
+    lrs = [g["lr"] for key in ("opt_G", "opt_D") for g in ckpt[key]["param_groups"]]
+    assert all(0 <= lr < 0.5 * cfg.lr for lr in lrs), lrs
+    # Each finished epoch's logged lr is the one its last step used: falling.
+    metrics = tmp_path / "run" / "metrics.csv"
+    if metrics.is_file():
+        rows = [r.split(",") for r in metrics.read_text().splitlines()]
+        logged = [float(r[rows[0].index("lr")]) for r in rows[1:]]
+        assert all(b <= a for a, b in zip(logged, logged[1:])) and all(x < cfg.lr for x in logged), logged
+
+
 def test_interrupted_and_resumed_equals_uninterrupted(tiny_dataset, tmp_path):
     meta = load_dataset(tiny_dataset)
     cfg = TrainConfig(**TINY, epochs=2)

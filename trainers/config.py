@@ -25,10 +25,13 @@ D_LAYERS = 3  # PatchGAN depth: a 70x70 receptive field
 
 @dataclass(frozen=True)
 class TrainConfig:
-    size: int = 256  # image size (px); the dataset must have been built at this size
-    ngf: int = 32  # generator base filters: 64 is the paper's, 32 runs in real time on a CPU
-    ndf: int = 64  # discriminator base filters
-    norm: str = "batch"  # batch (pix2pix) | instance (per image; DDP on CPUs then equals one process)
+    # The defaults are what scored best on bench --quality in a 15-minute budget on a
+    # 2-core CPU (README, "Training options tried"): 512 px for the pixels where the face
+    # is, a narrow generator so that 512 px still runs in real time, instance norm.
+    size: int = 512  # image size (px); the dataset must have been built at this size
+    ngf: int = 8  # generator base filters: 64 is the paper's
+    ndf: int = 32  # discriminator base filters (64: the paper's)
+    norm: str = "instance"  # instance (per image; DDP on CPUs then equals one process) | batch (pix2pix)
     epochs: int | None = 30  # passes over the training pairs (None: until --minutes)
     minutes: float | None = None  # time budget: stop cleanly at it (checkpoint, then export)
     batch_size: int = 4  # per process
@@ -39,6 +42,7 @@ class TrainConfig:
     num_D: int = 1  # discriminator scales: 1 is pix2pix's PatchGAN, 2+ pix2pixHD's multi-scale D
     lambda_feat: float = 0.0  # pix2pixHD's discriminator feature matching (10 in the paper; 0: off)
     decay_epochs: int = 0  # linear lr decay to 0 over the last N epochs (0: constant lr)
+    decay_share: float = 0.0  # with minutes: linear lr decay to 0 over this last share of the budget
     dropout: bool = True  # dropout in the first decoder blocks (pix2pix's noise)
     augment: bool = True  # same small rotation/scale/shift on sketch and photo
     jitter: float = 0.0  # landmark noise (px at 256 px) on the sketch only, with augment (0: off)
@@ -66,6 +70,8 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and not value > 0:  # also refuses NaN
                 raise UserError(f"invalid {_flag(name)} {value!r}: must be more than 0")
+        if not 0 <= self.decay_share <= 1:  # also refuses NaN
+            raise UserError(f"invalid {_flag('decay_share')} {self.decay_share!r}: must be from 0 to 1")
         if not 0 <= self.beta1 < 1:
             raise UserError(f"invalid {_flag('beta1')} {self.beta1!r}: must be in [0, 1)")
         if self.epochs is None and self.minutes is None and self.max_steps is None:

@@ -77,15 +77,15 @@ def barrier(dd: Dist) -> None:
         dist.barrier()
 
 
-def broadcast_int(value: int, dd: Dist) -> int:
-    """Rank 0's ``value`` on every rank: decisions all ranks must agree on."""
+def broadcast_ints(values: list[int], dd: Dist) -> list[int]:
+    """Rank 0's ``values`` on every rank: decisions all ranks must agree on."""
     if dd.world <= 1:
-        return value
-    flag = torch.tensor([value], dtype=torch.int64)
+        return list(values)
+    flag = torch.tensor(values, dtype=torch.int64)
     if dist.get_backend() == "nccl":
         flag = flag.cuda()
     dist.broadcast(flag, 0)
-    return int(flag.item())
+    return [int(v) for v in flag.tolist()]
 
 
 def gather_objects(obj, dd: Dist) -> list:

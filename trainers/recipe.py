@@ -23,6 +23,7 @@ from trainers.distributed import barrier, finish_distributed, init_distributed
 from trainers.export import export_checkpoint
 from trainers.step import tune_malloc
 from trainers.train import train
+from trainers.verdict import Verdict, check_persona
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,7 @@ class PersonaResult:
     val_ssim: float | None = None
     rank: int = 0
     world_size: int = 1
+    verdict: Verdict | None = None  # the persona's figures, verdict and advice (trainers.verdict)
 
     @property
     def minutes(self) -> float:
@@ -58,13 +60,15 @@ class PersonaResult:
 def train_persona(name: str, *, video: Path | None = None, dataset: Path | None = None,
                   config: TrainConfig = TrainConfig(), workdir: Path | None = None, frames: int = 400,
                   display_name: str | None = None, resume: bool = False, force: bool = False,
-                  progress: bool = True, store: PersonaStore | None = None) -> PersonaResult:
+                  progress: bool = True, store: PersonaStore | None = None, check: bool = True) -> PersonaResult:
     """Train the persona ``name`` from a ``video`` (or a ``dataset`` folder) and install it.
 
     ``workdir``: the run folder (default DATA_DIR/runs/NAME). ``resume`` continues the
     run there from its last checkpoint; ``force`` starts it over and replaces an
     installed persona of the same name. An interrupted run (Ctrl-C) saves a checkpoint
-    and returns with ``stopped == "interrupted"`` and no persona.
+    and returns with ``stopped == "interrupted"`` and no persona. ``check``: measure the
+    installed persona and judge it (``trainers.verdict``; seconds), into ``verdict`` and
+    the run folder's quality.json.
     """
     check_name(name)
     if (video is None) == (dataset is None):
@@ -86,15 +90,21 @@ def train_persona(name: str, *, video: Path | None = None, dataset: Path | None 
     tune_malloc()
     facts = train(config, meta, run_dir, resume=resume, progress=progress, dd=dd)
     finish_distributed()
-    persona = None
+    persona = verdict = None
     if dd.main and facts["stopped"] != "interrupted":
         persona = export_checkpoint(facts["checkpoint"], name, display_name=display_name, force=force,
                                     result=facts, store=store).path
+        if check:
+            source = "VIDEO" if video is None else str(video)
+            verdict = check_persona(persona, meta, stopped=facts["stopped"], out_file=run_dir / "quality.json",
+                                    resume_command=f"`f2f-cam train {source} --name {name} --resume --force "
+                                                   f"--minutes 30` continues this run")
     return PersonaResult(
         stopped=facts["stopped"], epochs=facts["epochs"], steps=facts["steps"], seconds=facts["seconds"],
         device=facts["device"], precision=facts["precision"], run_dir=run_dir,
         checkpoint=Path(facts["checkpoint"]), persona=persona, val_l1=facts.get("val_l1"),
-        val_psnr=facts.get("val_psnr"), val_ssim=facts.get("val_ssim"), rank=dd.rank, world_size=dd.world)
+        val_psnr=facts.get("val_psnr"), val_ssim=facts.get("val_ssim"), rank=dd.rank, world_size=dd.world,
+        verdict=verdict)
 
 
 def prepare_run_dir(run_dir: Path, name: str, *, resume: bool, force: bool) -> None:

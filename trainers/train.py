@@ -27,7 +27,7 @@ from trainers.checkpoint import (CHECKPOINT_VERSION, build_networks, check_resum
                                  load_checkpoint, restore_rng, rng_states, save_checkpoint)
 from trainers.config import TrainConfig, model_args
 from trainers.data import PairedDataset
-from trainers.distributed import (Dist, broadcast_int, gather_objects, init_distributed, params_hash, unwrap,
+from trainers.distributed import (Dist, broadcast_ints, gather_objects, init_distributed, params_hash, unwrap,
                                   wrap)
 from trainers.evaluate import save_grid, validate
 from trainers.logs import MetricsLog
@@ -100,6 +100,7 @@ class Trainer:
         self.logs = MetricsLog(run_dir)
         self.last_losses: dict = {}
         self.t0 = time.monotonic()
+        self.budget_scale = 1.0  # the time-budget schedule's lr factor, as rank 0 last said
 
     def start(self) -> None:
         """A new run: dropout masks differ per rank, like more data."""
@@ -155,8 +156,7 @@ class Trainer:
         cfg = self.cfg
         self.sampler.set_epoch(self.epoch)
         self.train_set.set_epoch(self.epoch)
-        for g in (*self.opt_G.param_groups, *self.opt_D.param_groups):
-            g["lr"] = cfg.lr * lr_factor(cfg, self.epoch)
+        self.set_lr(cfg.lr * lr_factor(cfg, self.epoch) * self.budget_scale)
         loader = torch.utils.data.DataLoader(
             self.train_set, batch_size=cfg.batch_size, sampler=SkipSampler(self.sampler, self.skip * cfg.batch_size),
             num_workers=cfg.workers, drop_last=True, generator=self.loader_gen,
@@ -175,9 +175,12 @@ class Trainer:
             bar.update(1)
             bar.set_postfix(D=f"{self.last_losses['loss_D']:.3f}", G=f"{self.last_losses['loss_G_gan']:.3f}",
                             L1=f"{self.last_losses['loss_G_l1']:.3f}", refresh=False)
-            stopped = self.stop_reason(ctrl_c.pressed)
+            stopped, factor = self.stop_reason(ctrl_c.pressed)
             if stopped:
                 break
+            if factor is not None:
+                self.budget_scale = factor
+                self.set_lr(cfg.lr * lr_factor(cfg, self.epoch) * factor)
             if cfg.save_every and self.step % cfg.save_every == 0 and k < self.steps_per_epoch:
                 self.checkpoint(self.epoch, k)
         if stopped and k < self.steps_per_epoch:
@@ -194,14 +197,19 @@ class Trainer:
         """Rank 0, after an epoch's last step: validate, log, sample grid."""
         metrics = validate(unwrap(self.G), self.val_set, self.device, self.amp_dtype, self.fmt)
         self.logs.add({"epoch": self.epoch + 1, "step": self.step, "seconds": round(self.seconds, 1),
-                       "lr": self.cfg.lr * lr_factor(self.cfg, self.epoch), **self.last_losses, **metrics})
+                       "lr": self.opt_G.param_groups[0]["lr"], **self.last_losses, **metrics})
         save_grid(unwrap(self.G), self.val_set, self.device, self.amp_dtype, self.fmt, self.cfg.val_samples,
                   self.run_dir / "samples" / f"epoch_{self.epoch + 1:03d}.png")
         bar.write(f"epoch {self.epoch + 1}: val L1 {metrics['val_l1']:.4f}, PSNR {metrics['val_psnr']:.2f} dB, "
                   f"SSIM {metrics['val_ssim']:.3f}")
 
-    def stop_reason(self, interrupted: bool) -> str | None:
-        """Why to stop now, agreed by all ranks (rank 0 decides)."""
+    def set_lr(self, lr: float) -> None:
+        for g in (*self.opt_G.param_groups, *self.opt_D.param_groups):
+            g["lr"] = lr
+
+    def stop_reason(self, interrupted: bool) -> tuple[str | None, float | None]:
+        """Why to stop now, and the budget schedule's lr factor (None: no budget
+        schedule), agreed by all ranks (rank 0 decides)."""
         cfg, reason = self.cfg, 0
         if cfg.max_steps is not None and self.step >= cfg.max_steps:
             reason = 2
@@ -209,7 +217,9 @@ class Trainer:
             reason = 1
         elif interrupted:
             reason = 3
-        return STOP_REASONS[broadcast_int(reason, self.dd)]
+        scheduled = cfg.minutes is not None and cfg.decay_share > 0
+        reason, micro = broadcast_ints([reason, round(budget_factor(cfg, time.monotonic() - self.t0) * 1e6)], self.dd)
+        return STOP_REASONS[reason], micro / 1e6 if scheduled else None
 
     @property
     def seconds(self) -> float:
@@ -251,6 +261,15 @@ class Trainer:
             "world_size": self.dd.world, "checkpoint": str(self.ckpt_path),
             **{k: final[k] for k in ("val_l1", "val_psnr", "val_ssim") if k in final},
         }
+
+
+def budget_factor(cfg: TrainConfig, elapsed_s: float) -> float:
+    """The time-budget schedule: 1, then down linearly to 0 over the last
+    ``decay_share`` of ``minutes`` (1 without a budget or decay)."""
+    if cfg.minutes is None or not cfg.decay_share:
+        return 1.0
+    left = 1.0 - elapsed_s / (cfg.minutes * 60)
+    return float(min(1.0, max(left, 0.0) / cfg.decay_share))
 
 
 def lr_factor(cfg: TrainConfig, epoch: int) -> float:
