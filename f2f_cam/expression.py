@@ -44,6 +44,11 @@ NUM_FEATURES = NUM_SCORES + REGRESSED_POSE
 # here as face width px x depth / focal length (63 deg vertical field of view, what
 # MediaPipe's geometry pipeline assumes) on two real clips: 15.3 and 14.8 cm.
 FACE_WIDTH_CM = 15.0
+# The share of a face's angle off the optical axis that MediaPipe's matrix shows as a head
+# turn (yaw, pitch) for a face that looks the same anywhere in the image: fitted on
+# bench --quality's pose grid (the generated driver shifted by +-20 % of the frame,
+# angles off the axis up to 17 deg): 0.24 and 0.36 (a line through 140 faces).
+VIEW_GAIN = (0.24, 0.36)
 ALPHAS = tuple(10.0 ** e for e in np.arange(-2, 4.01, 0.5))  # ridge strengths tried (standardised inputs)
 MAX_COMPONENTS = 48
 EXPLAINED = 0.999  # PCA keeps the components that explain this much of the offsets' variance
@@ -73,6 +78,33 @@ def _rotation(matrix: np.ndarray) -> np.ndarray:
     return r if np.linalg.det(r) > 0 else u @ np.diag([1, 1, -1]) @ vt
 
 
+def _view_rotation(translation: np.ndarray) -> np.ndarray:
+    """(3, 3): the turn that the landmarker reads into a face for its place in the frame.
+
+    A face that looks the same in the image away from its centre comes back from
+    MediaPipe's geometry turned towards the camera by a share (``VIEW_GAIN``) of the
+    angle between the optical axis and the face (yaw then pitch, no roll, as
+    ``head_pose`` reads them); this is that turn, from the matrix's translation."""
+    u = -np.asarray(translation, np.float64)[:3]
+    norm = np.linalg.norm(u)
+    if norm < 1e-9 or u[2] <= 0:  # at the camera, or behind it: no face we would see
+        return np.eye(3)
+    u /= norm
+    a = VIEW_GAIN[0] * math.atan2(u[0], u[2])
+    b = VIEW_GAIN[1] * math.asin(float(np.clip(-u[1], -1, 1)))
+    ry = np.array([[math.cos(a), 0, math.sin(a)], [0, 1, 0], [-math.sin(a), 0, math.cos(a)]])
+    rx = np.array([[1, 0, 0], [0, math.cos(b), -math.sin(b)], [0, math.sin(b), math.cos(b)]])
+    return ry @ rx
+
+
+def _seen_rotation(matrix: np.ndarray) -> np.ndarray:
+    """The head's rotation as the image shows it: its matrix's rotation without the
+    turn towards the camera that its place in the frame adds (``_view_rotation``), so
+    that moving in front of the camera does not read as a head turn."""
+    m = np.asarray(matrix, np.float64)
+    return _view_rotation(m[:3, 3]).T @ _rotation(m)
+
+
 def head_pose(matrix: np.ndarray, neutral: np.ndarray) -> np.ndarray:
     """(6,) pose of ``matrix`` relative to ``neutral`` (both MediaPipe 4x4 facial
     transformation matrices: canonical face model -> camera, cm, y up, the face at
@@ -80,7 +112,7 @@ def head_pose(matrix: np.ndarray, neutral: np.ndarray) -> np.ndarray:
     apparent scale (neutral depth over depth), the shift in the image (in face widths
     at the neutral's distance; y down)."""
     m, n = np.asarray(matrix, np.float64), np.asarray(neutral, np.float64)
-    r = _rotation(n).T @ _rotation(m)  # the turn in the head's own frame: R = Ry(yaw) Rx(pitch) Rz(roll)
+    r = _seen_rotation(n).T @ _seen_rotation(m)  # the turn in the head's own frame: R = Ry(yaw) Rx(pitch) Rz(roll)
     yaw = math.degrees(math.atan2(r[0, 2], r[2, 2]))
     pitch = math.degrees(math.asin(float(np.clip(-r[1, 2], -1, 1))))
     roll = -math.degrees(math.atan2(r[1, 0], r[1, 1]))  # camera y is up, image y is down
@@ -88,6 +120,12 @@ def head_pose(matrix: np.ndarray, neutral: np.ndarray) -> np.ndarray:
     # Perspective: an image position is t_xy / depth; a face width there is FACE_WIDTH_CM / depth0.
     shift = (m[:2, 3] / depth - n[:2, 3] / depth0) * depth0 / FACE_WIDTH_CM
     return np.array([yaw, pitch, roll, depth0 / depth, shift[0], -shift[1]])
+
+
+def turn(matrix: np.ndarray) -> np.ndarray:
+    """(2,) yaw and pitch (deg) of a face as the image shows it (0, 0: facing the camera)."""
+    r = _seen_rotation(matrix)
+    return np.array([math.degrees(math.atan2(r[0, 2], r[2, 2])), math.degrees(math.asin(float(np.clip(-r[1, 2], -1, 1))))])
 
 
 def mean_pose(matrices: np.ndarray) -> np.ndarray:

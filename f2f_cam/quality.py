@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from f2f_cam.expression import turn
 from f2f_cam.landmarks import BLENDSHAPE_NAMES
 
 # The expression series compared between driver and output: name -> the blendshape
@@ -39,6 +40,12 @@ _MOUTH_CORNERS = (61, 291)
 # and the landmarker's noise give (at most 4.5 % for the astronaut's generated drive clip
 # against her training video; 8-12 % for the generated driver with another face shape).
 DIFFER = 0.05
+# The persona's ratios "with the same head turn and expression": the median over the
+# NEAREST reference frames by (yaw, pitch, jawOpen, mouthSmile), in units of LIKENESS_UNITS
+# (10 degrees of turn weigh as much as a quarter of the jaw's range): an open jaw makes
+# the face taller and every ratio smaller, a turned head narrows it, on any face.
+NEAREST = 15
+LIKENESS_UNITS = np.array([10.0, 10.0, 0.25, 0.25])
 CROP = 128  # px: the side of the face crop that sharpness and flicker are measured on
 SSIM_SIZE = 256  # px: frames are compared at most this large (SSIM at 512 px costs 4x, tells no more)
 
@@ -97,18 +104,38 @@ def identity_keep(output: np.ndarray, driver: np.ndarray, persona: np.ndarray,
     """Share of frames, in [0, 1], whose output ratios are nearer the persona's than the
     driver's same-frame ratios.
 
-    output, driver: (T, 5) ratios per frame (NaN rows: no face, left out); persona: (5,).
+    output, driver: (T, 5) ratios per frame (NaN rows: no face, left out); persona: (5,),
+    or (T, 5): the persona's ratios with each frame's head turn and expression
+    (``ratios_alike``), since turning the head or opening the mouth changes the ratios
+    of any face.
     Only frames where the driver differs from the persona (``shape_distance`` above
     ``differ``) count; None when there is no such frame (the driver has the persona's
     face shape, so there is nothing to keep apart).
     """
     output, driver = np.asarray(output, np.float64), np.asarray(driver, np.float64)
-    ok = np.isfinite(output).all(axis=1) & np.isfinite(driver).all(axis=1)
-    ok &= shape_distance(driver, persona, persona) > differ
+    persona = np.broadcast_to(np.asarray(persona, np.float64), output.shape)
+    ok = np.isfinite(output).all(axis=1) & np.isfinite(driver).all(axis=1) & np.isfinite(persona).all(axis=1)
+    ok[ok] = shape_distance(driver[ok], persona[ok], persona[ok]) > differ
     if not ok.any():
         return None
-    near_persona = shape_distance(output[ok], persona, persona) < shape_distance(output[ok], driver[ok], persona)
-    return float(near_persona.mean())
+    o, d, p = output[ok], driver[ok], persona[ok]
+    return float((shape_distance(o, p, p) < shape_distance(o, d, p)).mean())
+
+
+def ratios_alike(ratios: np.ndarray, keys: np.ndarray, at: np.ndarray, k: int = NEAREST) -> np.ndarray:
+    """(T, 5): for each frame's ``Track.likeness`` key in ``at`` (T, 4), the median ratios
+    of the ``k`` frames of (ratios (N, 5), keys (N, 4)) with the nearest keys: the
+    persona's face shape with that head turn and that expression (NaN where ``at`` is)."""
+    ratios, keys, at = (np.asarray(a, np.float64) for a in (ratios, keys, at))
+    keep = np.isfinite(ratios).all(axis=1) & np.isfinite(keys).all(axis=1)
+    ratios, keys = ratios[keep], keys[keep]
+    out = np.full((len(at), ratios.shape[1]), np.nan)
+    k = min(k, len(ratios))
+    for i, a in enumerate(at):
+        if k and np.isfinite(a).all():
+            near = np.argsort(np.linalg.norm(keys - a, axis=1))[:k]
+            out[i] = np.median(ratios[near], axis=0)
+    return out
 
 
 def face_crop(frame: np.ndarray, points: np.ndarray, size: int = CROP) -> np.ndarray:
@@ -180,6 +207,7 @@ class FaceSample:
     ratios: np.ndarray  # (5,) RATIOS
     crop: np.ndarray  # (CROP, CROP) grey uint8
     sharpness: float
+    turn: np.ndarray  # (2,) yaw, pitch (deg) as the image shows the head (expression.turn)
 
 
 @dataclass(frozen=True)
@@ -204,6 +232,16 @@ class Track:
     def ratios(self) -> np.ndarray:
         """(T, 5) face-shape ratios."""
         return self._stack("ratios", len(RATIOS))
+
+    def turns(self) -> np.ndarray:
+        """(T, 2) head yaw and pitch (deg)."""
+        return self._stack("turn", 2)
+
+    def likeness(self) -> np.ndarray:
+        """(T, 4) what changes face-shape ratios besides the face: yaw, pitch, jaw, smile,
+        each over ``LIKENESS_UNITS``."""
+        e = self.expressions()
+        return np.column_stack([self.turns(), e[:, 0], e[:, 2]]) / LIKENESS_UNITS
 
     def crops(self) -> list[np.ndarray | None]:
         return [None if s is None else s.crop for s in self.samples]
@@ -239,7 +277,7 @@ class FaceMeter:
             return
         crop = face_crop(frame, face.points)
         self.samples.append(FaceSample(expression_scores(face.blendshapes), shape_ratios(face.points),
-                                       crop, sharpness(crop)))
+                                       crop, sharpness(crop), turn(face.pose)))
 
     def track(self) -> Track:
         return Track(list(self.samples))

@@ -7,7 +7,8 @@ with blendshapes measures driver and output alike (``f2f_cam.quality``). The fig
 face_rate        output frames with a face found, in [0, 1]
 expr_r           mean of the four below (those defined); each a Pearson r in [-1, 1] between
 expr_r_jaw ...   driver and output blendshape series, null when a series is constant
-identity_keep    share of frames whose face-shape ratios are nearer the persona's than the
+identity_keep    share of frames whose face-shape ratios are nearer the persona's (its
+                 reference frames with the nearest head turn and expression) than the
                  driver's, over frames where the driver differs (null: none does)
 sharpness_ratio  Laplacian variance of the output face (128 px crop) over the reference's
 flicker_ratio    mean frame-to-frame change of the output face crop over the driver's
@@ -31,7 +32,8 @@ import numpy as np
 from f2f_cam.config import PipelineConfig
 from f2f_cam.errors import UserError
 from f2f_cam.quality import (
-    EXPRESSIONS, Track, face_crop, flicker, identity_keep, image_ssim, measure, pearson, ratio, sharpness,
+    EXPRESSIONS, Track, face_crop, flicker, identity_keep, image_ssim, measure, pearson, ratio, ratios_alike,
+    sharpness,
 )
 from f2f_cam.registry import RETARGET_MODES
 
@@ -64,13 +66,21 @@ class Clip:
 
 @dataclass(frozen=True)
 class Reference:
-    """The persona's own face: its median ratios and the sharpness a real face has."""
+    """The persona's own face: its ratios (per head turn) and the sharpness a real face has."""
 
     source: str
     ratios: np.ndarray  # (5,) median face-shape ratios
     sharpness: float  # mean Laplacian variance of its 128 px face crops
     frames: int  # frames with a face
     note: str | None = None  # when it is a stand-in for the persona's real video
+    track: Track | None = None  # every reference frame measured (ratios and head turns)
+
+    def ratios_like(self, output: Track) -> np.ndarray:
+        """(T, 5) the persona's ratios with each output frame's head turn and expression
+        (its frames most alike, ``ratios_alike``); its median ratios without a track."""
+        if self.track is None:
+            return np.tile(self.ratios, (len(output.samples), 1))
+        return ratios_alike(self.track.ratios(), self.track.likeness(), output.likeness())
 
 
 def read_frames(path: Path, limit: int, spread: bool = False):
@@ -172,7 +182,8 @@ def _reference(frames, source: str, note: str | None = None) -> Reference:
     track = measure(frames, mode="image")
     if not track.found.any():
         raise UserError(f"no face found in the reference {source}; give --reference VIDEO of the persona's face")
-    return Reference(source, np.nanmedian(track.ratios(), axis=0), track.sharpness(), int(track.found.sum()), note)
+    return Reference(source, np.nanmedian(track.ratios(), axis=0), track.sharpness(), int(track.found.sum()), note,
+                     track)
 
 
 def _pipeline(persona, mode: str, precision: str):
@@ -199,7 +210,7 @@ def driver_figures(driver: Track, output: Track, ref: Reference) -> dict:
     return {
         "face_rate": output.face_rate,
         "expr_r": float(np.mean(defined)) if defined else None, **rs,
-        "identity_keep": identity_keep(output.ratios(), driver.ratios(), ref.ratios),
+        "identity_keep": identity_keep(output.ratios(), driver.ratios(), ref.ratios_like(output)),
         "sharpness_ratio": ratio(output.sharpness(), ref.sharpness),
         "flicker_ratio": ratio(flicker(output.crops()), flicker(driver.crops())),
     }

@@ -76,6 +76,27 @@ def test_identity_keep_counts_frames_nearer_the_persona_where_the_driver_differs
     assert q.identity_keep(out, driver, persona) == 1.0
 
 
+def test_identity_keep_compares_with_the_persona_at_the_same_head_turn_and_expression():
+    # A head turned 30 degrees narrows every face: the persona's own turned frames are
+    # what a turned output must be near, not its frontal median.
+    frontal = np.array([0.4, 0.9, 0.25, 0.2, 0.4])
+    yaw = np.linspace(-30, 30, 61)
+    narrowing = 1 - 0.3 * (np.abs(yaw) / 30)[:, None] * [1, 1, 0, 1, 1]
+    zero = np.zeros_like(yaw)
+    ref_ratios, ref_keys = frontal * narrowing, np.stack([yaw / 10, zero, zero, zero], 1)
+    at = np.array([[3.0, 0, 0, 0], [0, 0, 0, 0], [np.nan] * 4])
+    persona_at = q.ratios_alike(ref_ratios, ref_keys, at, k=3)
+    np.testing.assert_allclose(persona_at[0], frontal * narrowing[-2])  # median of the 3 nearest: 29 deg
+    np.testing.assert_allclose(persona_at[1], frontal * narrowing[31])  # -1, 0, 1 deg: the 1 deg value
+    assert np.isnan(persona_at[2]).all()
+    # A turned persona output, driven by another face (15 % off) turned the same way.
+    output = np.tile(persona_at[0], (4, 1))
+    driver = output * 1.15
+    assert q.identity_keep(output, driver, np.tile(persona_at[0], (4, 1))) == 1.0
+    # Against the frontal median, the same frames read as the driver's shape leaking in.
+    assert q.identity_keep(output, driver, frontal) == 0.0
+
+
 def test_sharpness_of_a_blurred_face_is_lower():
     rng = np.random.default_rng(0)
     image = rng.integers(0, 256, (128, 128), dtype=np.uint8)
@@ -130,7 +151,8 @@ def clips(tmp_path_factory):
 
 
 def reference_of(track: q.Track) -> qb.Reference:
-    return qb.Reference("test", np.nanmedian(track.ratios(), axis=0), track.sharpness(), len(track.samples))
+    return qb.Reference("test", np.nanmedian(track.ratios(), axis=0), track.sharpness(), len(track.samples),
+                        track=track)
 
 
 def test_an_output_that_is_the_driver_follows_it_exactly(clips):
