@@ -181,6 +181,33 @@ def personas_export(name: str, output: Path) -> None:
     click.echo(f"wrote {out}")
 
 
+@personas.command("fit-expression")
+@click.argument("name")
+@click.argument("video", type=click.Path(path_type=Path))
+@click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
+              help="Write NAME.f2f here instead of installing it.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def personas_fit_expression(name: str, video: Path, output: Path | None, quiet: bool) -> None:
+    """Give a persona made before expression retargeting (format 1) its expression
+    model, from the video it was trained on."""
+    from f2f_cam.persona import PersonaStore, write_archive
+    from trainers.export import add_expression
+
+    store = PersonaStore()
+    persona = store.get(name)
+    if persona.expression is not None:
+        raise UserError(f"persona '{name}' already has an expression model")
+    files = add_expression(persona, video, progress=not quiet)
+    facts = json.loads(files["persona.json"])["expression"]
+    fit = f"{facts['heldout_median_px']:.1f} px median error on held-out frames"
+    if output is not None:
+        click.echo(f"wrote {write_archive(files, output)} ({fit}); install it with `f2f-cam personas import {output}`")
+        return
+    # Bundled personas are read-only: the fitted one goes into the user's store and hides it.
+    p = store.install(files, force=not persona.bundled, where=f"persona '{name}'")
+    click.echo(f"persona '{name}' now has an expression model ({fit}); installed at {p.path}")
+
+
 @personas.command("remove")
 @click.argument("name")
 @click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")

@@ -46,6 +46,19 @@ def test_head_pose_of_known_turns_and_moves():
     assert np.allclose(ex.head_pose(pose_matrix(tx=ex.FACE_WIDTH_CM, ty=7.5), pose_matrix())[4:], [1.0, -0.5])
 
 
+def test_moving_in_front_of_the_camera_is_not_a_head_turn():
+    # 10 cm right and 8 cm up at 40 cm, looking as it does at the centre: its matrix is
+    # turned towards the camera by VIEW_GAIN of the angles off the axis (what the
+    # landmarker gives such a face).
+    yaw, pitch = -math.degrees(math.atan2(10, 40)), math.degrees(math.atan2(8, math.hypot(10, 40)))
+    looking = pose_matrix(yaw=ex.VIEW_GAIN[0] * yaw, pitch=ex.VIEW_GAIN[1] * pitch, tx=10, ty=8)
+    assert np.allclose(ex.head_pose(looking, pose_matrix())[:3], 0, atol=1e-6)
+    # A real turn there still reads as that turn.
+    turned = looking.copy()
+    turned[:3, :3] = looking[:3, :3] @ pose_matrix(yaw=15)[:3, :3]
+    assert np.allclose(ex.head_pose(turned, pose_matrix())[:3], [15, 0, 0], atol=1e-6)
+
+
 def known_map(seed=0):
     """A persona's face (478, 2) and a known linear map (3, 478, 2) of jawOpen, a smile
     and a blink to its landmarks (px per unit score)."""
@@ -280,3 +293,27 @@ def test_video_with_expression_retargeting(expression_persona, talking_head, tmp
     # The sketch panel (the middle third) shows a drawn face in every frame.
     w = frames[0].shape[1]
     assert all(f[:, w // 3: 2 * w // 3].max() > 100 for f in frames)
+
+
+def test_fit_expression_gives_a_version_1_persona_its_model_from_its_training_video(tiny_persona, talking_head,
+                                                                                   silent_head, tmp_path):
+    from f2f_cam.landmarks import sha256_file
+
+    video = talking_head[0]
+    old = version_1(tiny_persona, tmp_path, training={"video_sha256": sha256_file(video), "frames": 20})
+    store = pf.PersonaStore()
+    store.install_folder(old)
+    # Another video than the one it was trained on: refused, nothing changed.
+    one_line_error(run_cli("personas", "fit-expression", "tiny", str(silent_head)), "is not the video persona 'tiny'")
+    one_line_error(run_cli("personas", "fit-expression", "tiny", str(tmp_path / "nope.mp4")), "no such file")
+    assert store.get("tiny").expression is None
+    r = run_cli("personas", "fit-expression", "tiny", str(video), "--quiet")
+    assert r.returncode == 0, r.stderr
+    assert "now has an expression model" in r.stdout and "px median error" in r.stdout
+    p = store.get("tiny")
+    assert p.meta["format_version"] == pf.FORMAT_VERSION and p.expression is not None
+    assert p.expression.facts["frames"] == 20
+    # Its own neutral scores drive it to (nearly) its neutral face.
+    neutral = p.expression.drive(p.expression.neutral_scores, np.eye(4), p.expression.neutral_scores, np.eye(4))
+    assert np.abs(neutral - p.neutral).max() < 0.1 * TINY_SIZE
+    one_line_error(run_cli("personas", "fit-expression", "tiny", str(video)), "already has an expression model")

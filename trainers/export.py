@@ -188,3 +188,40 @@ def export_checkpoint(ckpt_path: Path, name: str, *, display_name: str | None = 
         return store.install(files, force=force, where=f"persona '{name}' from {ckpt_path}")
     pf.check_files(files, Path(out_file), f"persona '{name}' for {out_file}", meta)
     return pf.write_archive(files, Path(out_file))
+
+
+def add_expression(persona: pf.Persona, video: Path, *, progress: bool = True) -> dict[str, bytes]:
+    """A format-1 persona's files with an expression model fitted on its training ``video``.
+
+    The video must be the one the persona was trained on (its SHA-256 is in persona.json):
+    the same frames are sampled again (``training.frames`` of them, as the dataset
+    builder does), their landmarks put through the persona's own crop, and the model is
+    fitted on them with the persona's canonical face. Nothing is written: install the
+    files (``PersonaStore.install``) or zip them.
+    """
+    from f2f_cam.landmarks import sha256_file
+    from trainers.dataset import _count_frames, _find_faces, _sample_indices
+
+    video = Path(video)
+    if not video.is_file():
+        raise UserError(f"no such file: {video}")
+    recorded = persona.training.get("video_sha256")
+    if recorded is None or sha256_file(video) != recorded:
+        raise UserError(f"{video} is not the video persona '{persona.name}' was trained on (its SHA-256 "
+                        f"differs from persona.json's); give that video ({persona.training.get('video', '?')}), "
+                        "or train the persona again with `f2f-cam train`")
+    wanted = set(_sample_indices(_count_frames(video), int(persona.training.get("frames", 400))).tolist())
+    kept, _ = _find_faces(video, wanted, progress)
+    if len(kept) < 10:
+        raise UserError(f"only {len(kept)} frames of {video} have one face: too few to fit an expression model")
+    landmarks = np.stack([persona.crop.to_image(k[2], persona.image_size) for k in kept])
+    neutral_index = int(np.argmin(np.abs(landmarks - persona.neutral).sum(axis=(1, 2))))
+    model = expression.fit(landmarks, np.stack([k[3] for k in kept]), np.stack([k[4] for k in kept]),
+                           persona.canonical, neutral_index)
+    meta = dict(persona.meta, format_version=pf.FORMAT_VERSION,
+                expression={"file": pf.EXPRESSION_FILE, **model.facts})
+    files = pf.read_files(persona.path)
+    files[pf.PERSONA_JSON] = pf.dump_meta(meta)
+    files[pf.EXPRESSION_FILE] = model.to_bytes()
+    pf.check_files(files, persona.path, f"persona '{persona.name}'")  # what we made must load
+    return files
