@@ -5,7 +5,11 @@ The camera is a generated 640x480 30 fps talking-head clip played in real time (
 through a counting pyvirtualcam backend; the personas are the bundled demo persona and freshly initialised
 generators exported through the real export path (speed does not depend on training).
 
-    python scripts/bench_daemon.py [--seconds 10] [--persona tiny,ngf32] [--dtype float32]
+    python scripts/bench_daemon.py [--seconds 10] [--persona tiny,ngf32,DIR] [--dtype float32]
+
+A --persona entry that is a folder is a persona folder (a trained one, e.g. one that
+`f2f-cam train` made with the defaults), copied into the temporary store and measured
+in its default retarget mode.
 
 Everything is written to a temporary folder; nothing touches the user's folders.
 """
@@ -24,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 # name: (image size, ngf); "astronaut" is the bundled, trained demo persona.
-PERSONAS = {"tiny": (64, 8), "ngf32": (256, 32), "astronaut": (256, 16)}
+PERSONAS = {"tiny": (64, 8), "ngf32": (256, 32), "astronaut": (256, 16), "ngf8x512": (512, 8)}
 
 
 class CountingCam:
@@ -74,7 +78,7 @@ def make_persona(name: str, clip: Path, work: Path, dtype: str):
     crop = face_crop(points, frame_size)
     canonical, neutral = reference_landmarks(points, crop, size)
     torch.manual_seed(0)
-    net = define_G("unet", size=size, ngf=ngf).eval()
+    net = define_G("unet", size=size, ngf=ngf, norm="instance" if size == 512 else "batch").eval()
     folder = export_persona(net, work / name, name=name, image_size=size, crop=crop, canonical=canonical,
                             neutral=neutral, dtype=dtype, generator_info={"ngf": ngf})
     return PersonaStore().install_folder(folder, force=True)
@@ -122,7 +126,8 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=10.0, help="measured seconds per persona")
     ap.add_argument("--warmup", type=float, default=3.0, help="seconds before measuring")
     ap.add_argument("--persona", default="astronaut,ngf32",
-                    help="comma-separated: astronaut (bundled, 256 px, ngf=16), tiny (64 px, ngf=8), ngf32 (256 px)")
+                    help="comma-separated: astronaut (bundled, 256 px, ngf=16), tiny (64 px, ngf=8), ngf32 (256 px), "
+                         "ngf8x512 (512 px, ngf=8, instance norm: train's defaults), or a persona folder")
     ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"], help="generator dtype")
     args = ap.parse_args()
 
@@ -140,10 +145,16 @@ def main() -> None:
           f"camera: 640x480 30 fps clip in real time; output: 1280x720 at 30 fps; generator {args.dtype}")
     try:
         for name in args.persona.split(","):
-            if name != "astronaut":
+            if Path(name).is_dir():
+                from f2f_cam.persona import PersonaStore
+
+                p = PersonaStore().install_folder(Path(name), force=True)
+                name, size, ngf = p.name, p.image_size, p.meta["generator"].get("ngf")
+            elif name != "astronaut":
                 make_persona(name, clip, work, args.dtype)
+            if name in PERSONAS:
+                size, ngf = PERSONAS[name]
             r = measure(clip, name, args.seconds, args.warmup)
-            size, ngf = PERSONAS[name]
             stages = ", ".join(f"{k} {v:.1f}" for k, v in r["stage_ms"].items())
             print(f"{name} ({size} px, ngf={ngf}): output {r['output_fps']:.1f} fps, processed "
                   f"{r['processed_fps']:.1f} fps of the camera's {r['camera_fps']:.1f} ({r['dropped']} dropped), "
