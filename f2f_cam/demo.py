@@ -2,6 +2,9 @@
 
 Works on a fresh install with no webcam and no training: driver | sketch | persona,
 side by side, written to a video (and shown in a window where there is a display).
+The driver is a generated face with another face shape than the persona's (wider,
+eyes further apart, a longer nose), so the demo shows the persona keeping its own
+face while it takes the driver's expressions.
 """
 
 from __future__ import annotations
@@ -43,8 +46,8 @@ def run_demo(output: Path, persona: str | None = None, picture: Path | None = No
     else:
         raise UserError(f"the demo persona '{DEMO_PERSONA}' is not installed ({store.bundled_root}); "
                         "reinstall f2f-cam")
-    # The bundled astronaut is a format-1 persona (no expression model): drive it with
-    # `transfer` outright rather than print the fallback note on every demo.
+    # A persona without an expression model (format 1) is driven with `transfer`
+    # outright rather than with the fallback note on every demo.
     retarget = "expression" if store.get(name).expression is not None else "transfer"
     cfg = PipelineConfig(persona=name, layout="side-by-side", retarget=retarget)
     summary = convert_video(driving_clip(), output, cfg, progress=progress)
