@@ -105,6 +105,12 @@ def _seen_rotation(matrix: np.ndarray) -> np.ndarray:
     return _view_rotation(m[:3, 3]).T @ _rotation(m)
 
 
+def _yaw_pitch(r: np.ndarray) -> tuple[float, float]:
+    """Yaw and pitch (deg) of a rotation R = Ry(yaw) Rx(pitch) Rz(roll)."""
+    return (math.degrees(math.atan2(r[0, 2], r[2, 2])),
+            math.degrees(math.asin(float(np.clip(-r[1, 2], -1, 1)))))
+
+
 def head_pose(matrix: np.ndarray, neutral: np.ndarray) -> np.ndarray:
     """(6,) pose of ``matrix`` relative to ``neutral`` (both MediaPipe 4x4 facial
     transformation matrices: canonical face model -> camera, cm, y up, the face at
@@ -113,8 +119,7 @@ def head_pose(matrix: np.ndarray, neutral: np.ndarray) -> np.ndarray:
     at the neutral's distance; y down)."""
     m, n = np.asarray(matrix, np.float64), np.asarray(neutral, np.float64)
     r = _seen_rotation(n).T @ _seen_rotation(m)  # the turn in the head's own frame: R = Ry(yaw) Rx(pitch) Rz(roll)
-    yaw = math.degrees(math.atan2(r[0, 2], r[2, 2]))
-    pitch = math.degrees(math.asin(float(np.clip(-r[1, 2], -1, 1))))
+    yaw, pitch = _yaw_pitch(r)
     roll = -math.degrees(math.atan2(r[1, 0], r[1, 1]))  # camera y is up, image y is down
     depth, depth0 = max(-m[2, 3], 1e-6), max(-n[2, 3], 1e-6)
     # Perspective: an image position is t_xy / depth; a face width there is FACE_WIDTH_CM / depth0.
@@ -124,8 +129,7 @@ def head_pose(matrix: np.ndarray, neutral: np.ndarray) -> np.ndarray:
 
 def turn(matrix: np.ndarray) -> np.ndarray:
     """(2,) yaw and pitch (deg) of a face as the image shows it (0, 0: facing the camera)."""
-    r = _seen_rotation(matrix)
-    return np.array([math.degrees(math.atan2(r[0, 2], r[2, 2])), math.degrees(math.asin(float(np.clip(-r[1, 2], -1, 1))))])
+    return np.array(_yaw_pitch(_seen_rotation(matrix)))
 
 
 def mean_pose(matrices: np.ndarray) -> np.ndarray:
