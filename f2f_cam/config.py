@@ -123,6 +123,7 @@ class PipelineConfig:
     mirror: bool = False  # flip the camera image like a mirror (webcams only)
     device: str = "cpu"  # where the generator runs: cpu | cuda | mps
     precision: str = "auto"  # generator: auto (bf16 where native, ~2x on such CPUs) | fp32 | bf16
+    compile: bool = True  # run the generator compiled for this CPU (made once in the background, cached)
 
     def __post_init__(self) -> None:
         _validate(self, {
@@ -136,6 +137,7 @@ class PipelineConfig:
             # The generator needs a concrete device: "auto" is for training.
             "device": _registered(lambda v: check_device(v, allow_auto=False)),
             "precision": _registered(PRECISIONS.check),
+            "compile": _flag(),
         })
 
 

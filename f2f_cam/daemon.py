@@ -185,7 +185,7 @@ class Daemon:
         try:
             self._lock = InstanceLock(ensure_runtime_dir())
             self._lock.acquire()
-            self.pipe = build_pipeline(self.pipeline_cfg, self.size, detector_mode="video")
+            self.pipe = build_pipeline(self.pipeline_cfg, self.size, detector_mode="video", compile="background")
             sink = open_sink(self.cfg.output, self.size, self.cfg.fps, backend=self.cfg.backend,
                              device=self.cfg.device)
             self.preview = PreviewTap(self.size)
@@ -306,7 +306,7 @@ class Daemon:
             self._switches.answer()  # the output thread sends this frame at its next tick
 
         try:
-            flow.run(self._frames(), self.pipe, self.output, on_frame=written, on_error=failed)
+            flow.run(self._frames(), self.pipe, self.output, on_frame=written, on_error=failed, overlap=True)
         finally:
             self._switches.drain("the daemon is stopping")
 

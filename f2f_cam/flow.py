@@ -7,14 +7,18 @@ thread feeding ``frames``, the paced output thread behind ``sink``).
 
 from __future__ import annotations
 
-from typing import Callable, Iterable
+import queue
+import threading
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
+
+_END = object()
 
 
 def run(frames: Iterable[tuple[float, np.ndarray | None]], pipeline, sink, *,
         on_frame: Callable[[float], None] | None = None,
-        on_error: Callable[[Exception], None] | None = None) -> int:
+        on_error: Callable[[Exception], None] | None = None, overlap: bool = False) -> int:
     """Run every ``(t, frame)`` of ``frames`` through ``pipeline`` into ``sink``.
 
     frames: t in seconds, frame RGB uint8 (H, W, 3) (None: no camera frame, see
@@ -24,20 +28,89 @@ def run(frames: Iterable[tuple[float, np.ndarray | None]], pipeline, sink, *,
     when given, takes a frame's exception and the run goes on (the daemon keeps the
     camera alive), else it propagates. A sink the user closed (a window) ends the
     run. Returns the number of frames written.
+
+    ``overlap=True`` runs ``pipeline.track`` (landmarks to sketch) in a thread of its own,
+    one frame ahead of ``pipeline.finish`` (generator and compositor) here: the same
+    frames, in the same order, in about the time of the slower half. ``frames`` is then
+    iterated in that thread (the daemon applies live switches there, between two
+    ``track`` calls).
     """
     written = 0
-    for t, frame in frames:
-        try:
-            out = frame if pipeline is None else pipeline(frame, t)
-        except Exception as e:
-            if on_error is None:
-                raise
-            on_error(e)
-            continue
-        sink.write(out, t)
-        written += 1
-        if on_frame is not None:
-            on_frame(t)
-        if getattr(sink, "closed", False):
-            break
+    if pipeline is None:
+        items, step = frames, (lambda frame: frame)
+    elif overlap:
+        items, step = _tracked_ahead(frames, pipeline), pipeline.finish
+    else:
+        items, step = ((t, (frame, t)) for t, frame in frames), (lambda a: pipeline(*a))
+    try:
+        for t, item in items:
+            try:
+                if isinstance(item, _Failed):
+                    raise item.error
+                out = step(item)
+            except Exception as e:
+                if on_error is None:
+                    raise
+                on_error(e)
+                continue
+            sink.write(out, t)
+            written += 1
+            if on_frame is not None:
+                on_frame(t)
+            if getattr(sink, "closed", False):
+                break
+    finally:
+        if hasattr(items, "close"):
+            items.close()  # stops the tracking thread now, not when garbage-collected
     return written
+
+
+class _Failed:
+    """A frame whose ``track`` raised: the error goes to ``run``'s thread."""
+
+    def __init__(self, error: Exception):
+        self.error = error
+
+
+def _tracked_ahead(frames, pipeline) -> Iterator[tuple[float, object]]:
+    """``(t, pipeline.track(frame, t))`` for each frame, made by a thread one frame ahead."""
+    q: queue.Queue = queue.Queue(maxsize=1)
+    stop = threading.Event()
+
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for t, frame in frames:
+                try:
+                    item = pipeline.track(frame, t)
+                except Exception as e:  # handled (or raised) in run's thread, in order
+                    item = _Failed(e)
+                if not put((t, item)):
+                    return
+        except BaseException as e:  # the frame source itself failed
+            put((None, _Failed(e)))
+        finally:
+            put(_END)
+
+    thread = threading.Thread(target=produce, name="f2f-track", daemon=True)
+    thread.start()
+    try:
+        while True:
+            got = q.get()
+            if got is _END:
+                break
+            t, item = got
+            if t is None:  # the source failed: that is not one frame's error
+                raise item.error
+            yield t, item
+    finally:
+        stop.set()
+        thread.join(timeout=5)

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 
 from f2f_cam.persona import Persona
 from f2f_cam.registry import PRECISIONS, check_device
 from f2f_cam.system import native_bf16
+
+log = logging.getLogger(__name__)
 
 
 def to_input(images: np.ndarray, dtype=None):
@@ -29,40 +33,97 @@ def to_image(x) -> np.ndarray:
 
 
 class Generator:
-    """Runs a persona's TorchScript generator on one sketch at a time.
+    """Runs a persona's generator on one sketch at a time.
 
     ``Generator(persona)(sketch)`` with sketch RGB uint8 (S, S, 3) -> RGB uint8 (S, S, 3).
-    precision "auto" runs under bf16 autocast where the hardware has native bf16
-    (about 2x faster on this project's CPUs, within ~1/255 of fp32 on the output);
-    "fp32" runs the exported weights as they are.
+    precision "auto" runs bf16 where the hardware has native bf16 (about 2x faster on
+    this project's CPUs, within ~1/255 of fp32 on the output); "fp32" runs the exported
+    weights as they are. On a CPU the generator also runs compiled for this machine
+    (``f2f_cam.accel``: 2-3x the eager bf16 path) when a compiled package is in the
+    cache; ``compile`` says what to do when it is not: "cached" runs eager,
+    "background" compiles in a background process and swaps the package in between two
+    frames once it is there (the daemon), "now" compiles first (the bench), "off" never
+    compiles. ``forward`` (float batches: quality figures, tests) always runs eager.
     """
 
-    def __init__(self, persona: Persona, device: str = "cpu", precision: str = "auto"):
+    COMPILE_MODES = ("off", "cached", "background", "now")
+
+    def __init__(self, persona: Persona, device: str = "cpu", precision: str = "auto", compile: str = "cached"):
         import torch
 
         PRECISIONS.check(precision)
+        if compile not in self.COMPILE_MODES:
+            raise ValueError(f"compile must be one of {self.COMPILE_MODES}, not {compile!r}")
         if check_device(device) == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self.persona = persona
         self.size = persona.image_size
         self.device = device
         self.dtype = getattr(torch, persona.dtype)
-        self.autocast = (precision == "bf16" or (precision == "auto" and native_bf16(device))) \
-            and self.dtype == torch.float32
-        self.precision = "bf16" if self.autocast or self.dtype == torch.bfloat16 else persona.dtype
+        low = precision == "bf16" or (precision == "auto" and native_bf16(device))
+        # On a GPU without bf16, "auto" is fp16 autocast (every CUDA GPU has fast fp16).
+        self.autocast_dtype = torch.float16 if device.startswith("cuda") and precision == "auto" and not low \
+            else torch.bfloat16
+        self.autocast = (low or self.autocast_dtype == torch.float16) and self.dtype == torch.float32
+        self.precision = ("bf16" if self.autocast_dtype == torch.bfloat16 else "fp16") if self.autocast \
+            else "bf16" if self.dtype == torch.bfloat16 else "fp32"
         self.module = persona.load_generator(device)
+        self.compiled = None  # the AOTInductor package, once loaded
+        self.compiler = None  # accel.Compiler while one compiles in the background
+        self.compile_error: str | None = None
+        if compile != "off" and device == "cpu" and self.precision in ("bf16", "fp32"):
+            self._find_compiled(compile)
+
+    def _find_compiled(self, mode: str) -> None:
+        from f2f_cam import accel
+
+        if not accel.enabled():
+            return
+        path = accel.package_path(self.persona.generator_path, self.size, self.precision)
+        if not path.is_file() and mode == "background":
+            problem = accel.compiler_problem()
+            if problem:
+                self.compile_error = problem
+                log.info("generator runs uncompiled: %s", problem)
+            else:
+                self.compiler = accel.Compiler(self.persona.generator_path, self.size, self.precision, path)
+            return
+        try:
+            if not path.is_file() and mode == "now":
+                accel.compile_package(self.persona.generator_path, self.size, self.precision, path)
+            if path.is_file():
+                self.compiled = accel.load_package(path)
+        except Exception as e:  # no compiler, a torch that cannot: the eager path runs
+            from f2f_cam.errors import one_line
+
+            self.compile_error = one_line(e)
+            log.warning("generator runs uncompiled: %s", self.compile_error)
+
+    @property
+    def engine(self) -> str:
+        """What runs a frame now: "compiled" (AOTInductor), "eager (compiling)" or "eager"."""
+        if self.compiled is not None:
+            return "compiled"
+        return "eager (compiling)" if self.compiler is not None and self.compiler.error is None else "eager"
 
     def forward(self, x):
-        """(N, 3, S, S) float in [-1, 1] -> (N, 3, S, S) float32 in [-1, 1]."""
+        """(N, 3, S, S) float in [-1, 1] -> (N, 3, S, S) float32 in [-1, 1], eager."""
         import torch
 
         # channels_last: oneDNN's convolutions run NHWC without reordering each layer.
         x = x.to(self.device, self.dtype).contiguous(memory_format=torch.channels_last)
-        with torch.inference_mode(), torch.autocast(self.device.split(":")[0], dtype=torch.bfloat16,
+        with torch.inference_mode(), torch.autocast(self.device.split(":")[0], dtype=self.autocast_dtype,
                                                     enabled=self.autocast):
             return self.module(x).float()
 
     def __call__(self, sketch: np.ndarray) -> np.ndarray:
         if sketch.shape != (self.size, self.size, 3):
             raise ValueError(f"sketch must be ({self.size}, {self.size}, 3), got {sketch.shape}")
+        if self.compiler is not None and self.compiler.result() is not None:
+            self.compiled, self.compiler = self.compiler.result(), None  # between two frames
+        if self.compiled is not None:
+            import torch
+
+            with torch.inference_mode():
+                return self.compiled(torch.from_numpy(np.ascontiguousarray(sketch))).numpy()
         return to_image(self.forward(to_input(sketch)))[0]

@@ -78,9 +78,10 @@ def needs_scores(retarget: str, persona: Persona | None) -> bool:
 
 def stages_for(layout: str, persona: Persona | None, out_size: tuple[int, int], *,
                cfg: PipelineConfig, current: Stages | None = None, detector_mode: str = "video",
-               retarget: str | None = None) -> Stages:
+               retarget: str | None = None, compile: str = "cached") -> Stages:
     """Load the stages ``layout`` needs for ``persona`` and ``retarget`` (default
-    ``cfg.retarget``), reusing what ``current`` has.
+    ``cfg.retarget``), reusing what ``current`` has. ``compile``: see ``Generator``
+    (``cfg.compile = False`` makes it "off").
 
     Raises ``UserError`` when the layout shows a generated face and there is no persona.
     """
@@ -102,7 +103,8 @@ def stages_for(layout: str, persona: Persona | None, out_size: tuple[int, int], 
     if spec.needs_generator and generator is None:
         from f2f_cam.generator import Generator
 
-        generator = Generator(persona, device=cfg.device, precision=cfg.precision)
+        generator = Generator(persona, device=cfg.device, precision=cfg.precision,
+                              compile=compile if cfg.compile else "off")
     return Stages(Compositor(layout, out_size), persona, detector, generator, blendshapes)
 
 
@@ -116,11 +118,13 @@ def resolve_persona(name: str | None) -> Persona | None:
 
 
 def build_pipeline(cfg: PipelineConfig, out_size: tuple[int, int], *, persona=KEEP,
-                   detector_mode: str = "video") -> "Pipeline":
-    """The pipeline ``cfg`` describes, with ``cfg.persona`` resolved (or ``persona``)."""
+                   detector_mode: str = "video", compile: str = "cached") -> "Pipeline":
+    """The pipeline ``cfg`` describes, with ``cfg.persona`` resolved (or ``persona``);
+    ``compile`` says how its generators find their compiled form (see ``Generator``)."""
     if persona is KEEP:
         persona = resolve_persona(cfg.persona)
-    return Pipeline(cfg, stages_for(cfg.layout, persona, out_size, cfg=cfg, detector_mode=detector_mode))
+    stages = stages_for(cfg.layout, persona, out_size, cfg=cfg, detector_mode=detector_mode, compile=compile)
+    return Pipeline(cfg, stages, compile=compile)
 
 
 class Pipeline:
@@ -129,11 +133,12 @@ class Pipeline:
     frame (its neutral landmarks through its generator). Without a camera frame at
     all (``frame=None``: the camera is lost), the last output darkened, with a note."""
 
-    def __init__(self, cfg: PipelineConfig, stages: Stages):
+    def __init__(self, cfg: PipelineConfig, stages: Stages, *, compile: str = "cached"):
         from f2f_cam.smoothing import Smoother
 
         self.cfg = cfg
         self.stages = stages
+        self.compile = compile  # for the generators a live switch loads
         self.smoother = Smoother(cfg.min_cutoff, cfg.beta) if cfg.smoothing else None
         # ``expression`` predicts the shape from scores that jitter like the points they
         # come from: its output is smoothed (in persona px) instead.
@@ -150,6 +155,7 @@ class Pipeline:
         self.last_face: np.ndarray | None = None
         self.last_output: np.ndarray | None = None
         self.last_points: np.ndarray | None = None  # (478, 3) smoothed camera-frame points
+        self._face_from = None  # the generator that made last_face
         self._last_seen = None  # the last Face, with the smoothed points
         self.face_found = False
         self._load_scores_if_needed()
@@ -191,50 +197,72 @@ class Pipeline:
 
     def __call__(self, frame: np.ndarray | None, t: float) -> np.ndarray:
         """frame: RGB uint8 (H, W, 3), or None when the camera is lost; t: seconds."""
+        return self.finish(self.track(frame, t))
+
+    # A frame has two halves, so that two threads can overlap them (``flow.run(...,
+    # overlap=True)``: the landmarks of frame t+1 while the generator works on frame t):
+    # ``track`` (landmarks -> smoothing -> retarget -> sketch) and ``finish`` (generator ->
+    # compositor). Each half keeps its own state; a ``Tracked`` carries the rest across.
+
+    def track(self, frame: np.ndarray | None, t: float) -> "Tracked":
+        """The first half of a frame: call it from one thread, between live switches."""
         if self._loading is not None:
             self._take_loaded()
+        stages = self.stages
         if frame is None:
-            return lost_frame(self.last_output, (self.compositor.width, self.compositor.height))
+            return Tracked(None, t, stages, None, False)
         self.stats.frames += 1
         if self.mirror:
             frame = frame[:, ::-1]
-        if self.tracks_face:
-            self._track(frame, t)
+        new = self._track(frame, t) if self.tracks_face else False
+        sketch_now = self.last_sketch
+        if sketch_now is None and stages.persona is not None and stages.compositor.spec.tracks_face:
+            sketch_now = self.last_sketch = sketch.render(stages.persona.neutral, stages.persona.image_size)
+        return Tracked(frame, t, stages, sketch_now, new)
+
+    def finish(self, tr: "Tracked") -> np.ndarray:
+        """The second half: the generated face and the output frame (another thread may
+        run ``track`` for the next frame meanwhile)."""
+        if tr.frame is None:
+            return lost_frame(self.last_output, (tr.stages.compositor.width, tr.stages.compositor.height))
+        gen = tr.stages.generator
+        if gen is not None and tr.sketch is not None:
+            if self._face_from is not gen:  # another persona since: its face, not the old one's
+                self.last_face = None
+            if tr.new_sketch or self.last_face is None:
+                with _Timer(self.stats, "generator"):
+                    self.last_face = gen(tr.sketch)
+                self._face_from = gen
         with _Timer(self.stats, "compose"):
-            self.last_output = self.compositor(frame, self.last_sketch, self.last_face)
+            self.last_output = tr.stages.compositor(tr.frame, tr.sketch, self.last_face if gen is not None else None)
         return self.last_output
 
-    def _track(self, frame: np.ndarray, t: float) -> None:
-        """Landmarks -> smoothing -> retargeting -> sketch -> generator, into last_*."""
+    def _track(self, frame: np.ndarray, t: float) -> bool:
+        """Landmarks -> smoothing -> retargeting -> sketch, into last_*; whether there is
+        a new sketch (a face was found)."""
         st, persona = self.stats, self.persona
         with _Timer(st, "landmarks"):
             face = self.detector(frame, int(round(t * 1000)))
         self.face_found = face is not None
         if face is None:
             self._reset_smoothing()  # the next face starts fresh, not from a stale pose
-        else:
-            st.faces += 1
-            h, w = frame.shape[:2]
-            with _Timer(st, "smooth+retarget"):
-                points = self.smoother(face.points, t) if self.smoother else face.points
-                self.last_points = points
-                self._last_seen = dataclasses.replace(face, points=points)
-                if persona is not None:
-                    if self.retargeter.mode_used != self.retargeter.mode:
-                        self._note_fallback()
-                    points = self.retargeter(self._last_seen, (w, h))
-                    if self.shape_smoother is not None and self.retarget_mode == "expression":
-                        points = self.shape_smoother(points, t)
-            with _Timer(st, "sketch"):
-                # Without a persona there is no training crop: draw on the whole frame.
-                self.last_sketch = sketch.render(points, persona.image_size if persona is not None else (w, h))
-            if self.generator is not None:
-                with _Timer(st, "generator"):
-                    self.last_face = self.generator(self.last_sketch)
-        if self.last_sketch is None or (self.generator is not None and self.last_face is None):
-            idle_sketch, idle_face = self.idle()
-            self.last_sketch = self.last_sketch if self.last_sketch is not None else idle_sketch
-            self.last_face = self.last_face if self.last_face is not None else idle_face
+            return False
+        st.faces += 1
+        h, w = frame.shape[:2]
+        with _Timer(st, "smooth+retarget"):
+            points = self.smoother(face.points, t) if self.smoother else face.points
+            self.last_points = points
+            self._last_seen = dataclasses.replace(face, points=points)
+            if persona is not None:
+                if self.retargeter.mode_used != self.retargeter.mode:
+                    self._note_fallback()
+                points = self.retargeter(self._last_seen, (w, h))
+                if self.shape_smoother is not None and self.retarget_mode == "expression":
+                    points = self.shape_smoother(points, t)
+        with _Timer(st, "sketch"):
+            # Without a persona there is no training crop: draw on the whole frame.
+            self.last_sketch = sketch.render(points, persona.image_size if persona is not None else (w, h))
+        return True
 
     def _reset_smoothing(self) -> None:
         for s in (self.smoother, self.shape_smoother):
@@ -262,7 +290,7 @@ class Pipeline:
         persona = self.persona if persona is KEEP else persona
         size = (self.compositor.width, self.compositor.height)
         return stages_for(layout or self.layout, persona, size, cfg=self.cfg, current=self.stages,
-                          retarget=retarget or self.retarget_asked)
+                          retarget=retarget or self.retarget_asked, compile=self.compile)
 
     def apply(self, stages: Stages, *, retarget: str | None = None) -> None:
         """Install what ``prepare`` returned (call between frames), and ``retarget`` with it."""
@@ -362,6 +390,19 @@ class Pipeline:
         if self._neutral_face is not None:
             r.calibrate(self._neutral_face)  # the same face, aligned onto this persona
         return r
+
+
+@dataclass(frozen=True)
+class Tracked:
+    """What ``Pipeline.track`` hands to ``Pipeline.finish``: the (mirrored) frame, its
+    time, the stages it was tracked with, the sketch to show, and whether that sketch is
+    new (a face was found: the generator runs) or the last one again (no face)."""
+
+    frame: np.ndarray | None
+    t: float
+    stages: Stages
+    sketch: np.ndarray | None
+    new_sketch: bool
 
 
 class _Loading:

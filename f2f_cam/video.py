@@ -53,7 +53,7 @@ def convert_video(input_path: str | Path, output_path: str | Path, cfg: Pipeline
                 if pipe.stats.frames % 10 == 0:
                     bar.set_postfix(faces=f"{pipe.stats.faces / pipe.stats.frames:.0%}", refresh=False)
 
-            flow.run(src, pipe, sink, on_frame=tick)
+            flow.run(src, pipe, sink, on_frame=tick, overlap=True)
             stats = pipe.stats
             if stats.frames == 0:
                 raise UserError(f"{input_path} has no video frames")

@@ -28,6 +28,8 @@ def isolated_dirs(tmp_path_factory, monkeypatch):
         monkeypatch.setenv(f"F2F_CAM_{var}_DIR", str(base / var.lower()))
     # The bundled demo persona is hidden unless a test asks for it (`with_bundled`), so
     # tests see exactly the personas they install.
+    # Compiling a generator takes 10-40 s of CPU: only the tests about it turn it on.
+    monkeypatch.setenv("F2F_CAM_COMPILE", "0")
     (base / "no-bundled").mkdir()
     monkeypatch.setenv("F2F_CAM_BUNDLED_PERSONAS_DIR", str(base / "no-bundled"))
     return base

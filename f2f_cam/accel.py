@@ -1,0 +1,289 @@
+"""The persona's generator compiled for this machine, and cached (issue 11).
+
+A persona ships ``generator.pt`` (TorchScript: portable, loads without unpickling).
+Once per machine it becomes an AOTInductor package in the user cache folder:
+
+    generator.pt -> an FX graph (torch._export's TorchScript converter)
+      -> each stride-2 transposed convolution as one forward convolution and a pixel
+         interleave (the same numbers; oneDNN's forward convolutions run 2-3x faster
+         than its transposed ones on the big decoder layers here)
+      -> uint8 (S, S, 3) in and out inside the graph (no conversions on the frame path)
+      -> bf16 where the CPU has it natively, else fp32 -> AOTInductor with freezing
+      -> ``CACHE/generators/KEY.pt2``
+
+KEY hashes the generator's bytes, torch's version, the precision, the CPU features
+that change the code (AVX-512, bf16, AMX, VNNI) and ``CACHE_VERSION``. Loading a cached
+package takes ~0.1 s; compiling one takes 10-40 s of 2 cores, so it never runs on the
+frame path: ``Compiler`` runs it in a background process at the lowest priority and the
+generator swaps it in between two frames once it is there (until then the eager bf16
+path runs). A package holds native code: f2f-cam loads only the ones this machine
+compiled into its own cache; personas never carry one.
+
+``F2F_CAM_COMPILE=0`` turns compiling off (the tests do, except the ones about it).
+"""
+
+from __future__ import annotations
+
+import atexit
+import hashlib
+import json
+import logging
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+CACHE_VERSION = 1
+_CPU_FEATURES = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_tile")
+
+
+def enabled() -> bool:
+    """Whether compiling is allowed here (``F2F_CAM_COMPILE=0`` says no)."""
+    return os.environ.get("F2F_CAM_COMPILE", "1") != "0"
+
+
+def compiler_problem() -> str | None:
+    """Why AOTInductor cannot compile here (no C++ compiler), or None."""
+    import shutil
+
+    if not any(shutil.which(c) for c in ("g++", "c++", "clang++")):
+        return "no C++ compiler (g++ or clang++) on PATH; install one (Debian: apt install g++)"
+    return None
+
+
+def _cpu_features() -> list[str]:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
+    except OSError:
+        import platform
+
+        return [platform.machine(), platform.processor()]
+    return [f for f in _CPU_FEATURES if f in flags]
+
+
+def package_path(generator: Path, size: int, precision: str) -> Path:
+    """Where the compiled package for ``generator`` at ``precision`` lives in the cache."""
+    import torch
+
+    from f2f_cam.paths import cache_dir
+
+    h = hashlib.sha256(Path(generator).read_bytes())
+    h.update(json.dumps([CACHE_VERSION, torch.__version__, size, precision, _cpu_features()]).encode())
+    return cache_dir() / "generators" / f"{h.hexdigest()[:32]}.pt2"
+
+
+# -- the graph ------------------------------------------------------------------------
+
+def _interleave(y):
+    """(N, 4C, H+1, W+1), the four output phases of a stride-2 transposed convolution
+    side by side -> (N, C, 2H, 2W)."""
+    import torch
+
+    n, c4, h1, w1 = y.shape
+    c, h, w = c4 // 4, h1 - 1, w1 - 1
+    p = [y[:, i * c:(i + 1) * c, a:a + h, b:b + w] for i, (a, b) in enumerate(((0, 0), (0, 1), (1, 0), (1, 1)))]
+    rows = [torch.stack([p[0], p[1]], -1), torch.stack([p[2], p[3]], -1)]  # (N, C, H, W, 2) each
+    return torch.stack(rows, 3).reshape(n, c, 2 * h, 2 * w)
+
+
+def subpixel_weight(w):
+    """A (Cin, Cout, 4, 4) kernel of ``conv_transpose2d(stride=2, padding=1)`` as the
+    (4 Cout, Cin, 2, 2) kernel of a ``conv2d(padding=1)`` whose output ``_interleave``
+    turns into the same result: even output rows read input rows (m-1, m) through
+    kernel rows (3, 1), odd ones rows (m, m+1) through (2, 0); columns alike."""
+    import torch
+
+    taps = ([3, 1], [2, 0])
+    return torch.cat([w[:, :, taps[a]][:, :, :, taps[b]].permute(1, 0, 2, 3)
+                      for a in (0, 1) for b in (0, 1)]).contiguous()
+
+
+def _subpixel(gm) -> int:
+    """Rewrite each 4x4 stride-2 padding-1 transposed convolution of ``gm`` (in place)."""
+    import torch
+
+    conv = torch.ops.aten.convolution.default
+    done = 0
+    for node in list(gm.graph.nodes):
+        if node.op != "call_function" or node.target is not conv:
+            continue
+        x, w, b, stride, padding, dilation, transposed, out_pad, groups = node.args
+        weight = getattr(gm, w.target) if getattr(w, "op", None) == "get_attr" else None
+        if not (transposed and list(stride) == [2, 2] and list(padding) == [1, 1] and list(dilation) == [1, 1]
+                and list(out_pad) == [0, 0] and groups == 1 and weight is not None
+                and tuple(weight.shape[2:]) == (4, 4)):
+            continue
+        gm.register_buffer(f"subpixel_w{done}", subpixel_weight(weight))
+        if b is not None:
+            gm.register_buffer(f"subpixel_b{done}", getattr(gm, b.target).repeat(4))
+        with gm.graph.inserting_before(node):
+            wn = gm.graph.get_attr(f"subpixel_w{done}")
+            bn = gm.graph.get_attr(f"subpixel_b{done}") if b is not None else None
+            y = gm.graph.call_function(conv, (x, wn, bn, [1, 1], [1, 1], [1, 1], False, [0, 0], 1))
+            out = gm.graph.call_function(_interleave, (y,))
+        node.replace_all_uses_with(out)
+        gm.graph.erase_node(node)
+        done += 1
+    gm.graph.eliminate_dead_code()
+    gm.recompile()
+    return done
+
+
+def _frames_module(net, dtype):
+    import torch
+
+    class Frames(torch.nn.Module):
+        """uint8 (S, S, 3) sketch -> uint8 (S, S, 3) face, as ``Generator.__call__``."""
+
+        def __init__(self):
+            super().__init__()
+            self.net = net
+
+        def forward(self, img):
+            x = img.permute(2, 0, 1).unsqueeze(0).float().div(127.5).sub(1.0).to(dtype)
+            y = self.net(x).float().clamp(-1, 1).add(1.0).mul(127.5).round()
+            return y.to(torch.uint8)[0].permute(1, 2, 0).contiguous()
+
+    return Frames()
+
+
+def build(script_module, size: int, precision: str, subpixel: bool = True):
+    """The TorchScript generator as an exported program on uint8 frames at ``precision``."""
+    import warnings
+
+    import torch
+    from torch._export.converter import TS2EPConverter
+
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    weights = next((n.output().type().dtype() for n in script_module.graph.nodes()
+                    if n.kind() == "prim::Constant" and n.output().type().kind() == "TensorType"
+                    and n.output().type().dtype() is not None and n.output().type().dtype().is_floating_point),
+                   torch.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        gm = TS2EPConverter(script_module, (torch.zeros(1, 3, size, size, dtype=weights),)).convert().module()
+    if subpixel:
+        _subpixel(gm)
+    for node in gm.graph.nodes:
+        # Weights in the running dtype and channels-last: freezing then prepacks them for
+        # oneDNN once (in NCHW every call reorders them: 2.4x slower here).
+        if node.op == "get_attr":
+            t = getattr(gm, node.target)
+            if isinstance(t, torch.Tensor) and t.is_floating_point():
+                t = t.to(dtype)
+                t = t.contiguous(memory_format=torch.channels_last) if t.ndim == 4 else t
+                # As parameters: AOTInductor's freezing prepacks parameters, not constants.
+                delattr(gm, node.target)
+                gm.register_parameter(node.target, torch.nn.Parameter(t, requires_grad=False))
+    frames = _frames_module(gm, dtype)
+    with torch.inference_mode(False), torch.no_grad():
+        return torch.export.export(frames, (torch.zeros(size, size, 3, dtype=torch.uint8),))
+
+
+def compile_package(generator: Path, size: int, precision: str, out: Path) -> Path:
+    """Compile ``generator`` into the AOTInductor package ``out`` (written atomically)."""
+    import torch
+
+    from f2f_cam.atomic import atomic_path
+    from f2f_cam.persona import load_generator_file
+
+    problem = compiler_problem()
+    if problem:
+        raise RuntimeError(problem)
+    module = load_generator_file(Path(generator), size)
+    ep = build(module, size, precision)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # Under no_grad: with grad mode on, freezing leaves the convolutions unpacked (1.4x slower).
+    with atomic_path(out) as tmp, torch.no_grad():
+        torch._inductor.aoti_compile_and_package(ep, package_path=str(tmp), inductor_configs={"freezing": True})
+    return out
+
+
+def load_package(path: Path):
+    """A compiled package as a callable: uint8 tensor (S, S, 3) -> uint8 tensor (S, S, 3)."""
+    import torch
+
+    return torch._inductor.aoti_load_package(str(path))
+
+
+# -- compiling in the background -------------------------------------------------------
+
+_running: set[subprocess.Popen] = set()
+
+
+@atexit.register
+def _stop_all() -> None:
+    """A compile still running when f2f-cam exits is stopped (its partial file goes with it)."""
+    for proc in list(_running):
+        if proc.poll() is None:
+            proc.terminate()
+
+
+class Compiler:
+    """Compiles one generator in a background process (lowest CPU priority, one torch
+    thread) and loads the package once it is there. ``result()`` is the loaded package,
+    or None while compiling and when compiling failed (said once in the log)."""
+
+    def __init__(self, generator: Path, size: int, precision: str, out: Path):
+        self.out, self.error, self.seconds = out, None, None
+        self._loaded = None
+        self._t0 = time.monotonic()
+        cmd = [sys.executable, "-m", "f2f_cam.accel", str(generator), str(size), precision, str(out)]
+        env = dict(os.environ, OMP_NUM_THREADS="1")
+        self._proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.PIPE, env=env,
+                                      preexec_fn=(lambda: os.nice(19)) if hasattr(os, "nice") else None)
+        _running.add(self._proc)
+        self._done = threading.Event()
+        threading.Thread(target=self._wait, name="f2f-compile", daemon=True).start()
+
+    def _wait(self) -> None:
+        try:
+            _, err = self._proc.communicate()
+            _running.discard(self._proc)
+            self.seconds = time.monotonic() - self._t0
+            if self._proc.returncode != 0:
+                lines = err.decode("utf-8", "replace").strip().splitlines()
+                self.error = lines[-1] if lines else f"exit status {self._proc.returncode}"
+                log.warning("compiling the generator failed (%s); it runs uncompiled", self.error)
+                return
+            self._loaded = load_package(self.out)
+            log.info("generator compiled in %.0f s: %s", self.seconds, self.out.name)
+        except Exception as e:  # a broken package: say so, keep the eager path
+            from f2f_cam.errors import one_line
+
+            self.error = one_line(e)
+            log.warning("loading the compiled generator failed (%s); it runs uncompiled", self.error)
+        finally:
+            self._done.set()
+
+    def result(self):
+        return self._loaded if self._done.is_set() else None
+
+    def wait(self, timeout: float | None = None):
+        """Block until compiled (or failed); returns ``result()``."""
+        self._done.wait(timeout)
+        return self.result()
+
+    def cancel(self) -> None:
+        if self._proc.poll() is None:
+            self._proc.terminate()
+
+
+def main(argv: list[str]) -> int:
+    """``python -m f2f_cam.accel GENERATOR SIZE PRECISION OUT``: what ``Compiler`` runs."""
+    import torch
+
+    generator, size, precision, out = argv
+    torch.set_num_threads(1)
+    compile_package(Path(generator), int(size), precision, Path(out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
