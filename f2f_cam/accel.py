@@ -9,8 +9,9 @@ Once per machine it becomes an AOTInductor package in the user cache folder:
          than its transposed ones on the big decoder layers here)
       -> uint8 (S, S, 3) in and out inside the graph (no conversions on the frame path)
       -> bf16 where the CPU has it natively, else fp32 -> AOTInductor with freezing
-      -> ``CACHE/generators/KEY.pt2``
+      -> ``CACHE/generators/KEY.so`` (the package's one shared library, weights inside)
 
+It runs through the library's C interface (``Compiled``), without Python's GIL.
 KEY hashes the generator's bytes, torch's version, the precision, the CPU features
 that change the code (AVX-512, bf16, AMX, VNNI) and ``CACHE_VERSION``. Loading a cached
 package takes ~0.1 s; compiling one takes 10-40 s of 2 cores, so it never runs on the
@@ -74,7 +75,7 @@ def package_path(generator: Path, size: int, precision: str) -> Path:
 
     h = hashlib.sha256(Path(generator).read_bytes())
     h.update(json.dumps([CACHE_VERSION, torch.__version__, size, precision, _cpu_features()]).encode())
-    return cache_dir() / "generators" / f"{h.hexdigest()[:32]}.pt2"
+    return cache_dir() / "generators" / f"{h.hexdigest()[:32]}.so"
 
 
 # -- the graph ------------------------------------------------------------------------
@@ -186,7 +187,11 @@ def build(script_module, size: int, precision: str, subpixel: bool = True):
 
 
 def compile_package(generator: Path, size: int, precision: str, out: Path) -> Path:
-    """Compile ``generator`` into the AOTInductor package ``out`` (written atomically)."""
+    """Compile ``generator`` into the shared library ``out`` (written atomically): the
+    one ``.so`` of the AOTInductor package, its weights inside."""
+    import tempfile
+    import zipfile
+
     import torch
 
     from f2f_cam.atomic import atomic_path
@@ -198,17 +203,62 @@ def compile_package(generator: Path, size: int, precision: str, out: Path) -> Pa
     module = load_generator_file(Path(generator), size)
     ep = build(module, size, precision)
     out.parent.mkdir(parents=True, exist_ok=True)
-    # Under no_grad: with grad mode on, freezing leaves the convolutions unpacked (1.4x slower).
-    with atomic_path(out) as tmp, torch.no_grad():
-        torch._inductor.aoti_compile_and_package(ep, package_path=str(tmp), inductor_configs={"freezing": True})
+    with tempfile.TemporaryDirectory() as tmp, atomic_path(out) as part:
+        package = Path(tmp) / "generator.pt2"
+        # Under no_grad: with grad mode on, freezing leaves the convolutions unpacked (1.4x slower).
+        with torch.no_grad():
+            torch._inductor.aoti_compile_and_package(ep, package_path=str(package),
+                                                     inductor_configs={"freezing": True})
+        with zipfile.ZipFile(package) as z:
+            libs = [n for n in z.namelist() if n.endswith(".so")]
+            if len(libs) != 1:
+                raise RuntimeError(f"the compiled package holds {len(libs)} libraries, not one")
+            part.write_bytes(z.read(libs[0]))
     return out
 
 
-def load_package(path: Path):
-    """A compiled package as a callable: uint8 tensor (S, S, 3) -> uint8 tensor (S, S, 3)."""
-    import torch
+class Compiled:
+    """A compiled generator library, run through its C interface with ctypes, which
+    lets go of Python's GIL for the call (torch's own loader holds it: the landmarks
+    thread then waits the whole generator step). uint8 tensor (S, S, 3) -> the same."""
 
-    return torch._inductor.aoti_load_package(str(path))
+    def __init__(self, path: Path):
+        import ctypes
+
+        import torch
+
+        self._torch = torch
+        self._lib = ctypes.CDLL(str(path))
+        self._handle = ctypes.c_void_p()
+        err = self._lib.AOTInductorModelContainerCreateWithDevice(ctypes.byref(self._handle), ctypes.c_size_t(1),
+                                                                  b"cpu", None)
+        if err:
+            raise RuntimeError(f"{path.name}: the compiled generator did not start (error {err})")
+        vp = ctypes.POINTER(ctypes.c_void_p)
+        self._run = self._lib.AOTInductorModelContainerRun
+        self._run.argtypes = [ctypes.c_void_p, vp, ctypes.c_size_t, vp, ctypes.c_size_t, ctypes.c_void_p,
+                              ctypes.c_void_p]
+        api = ctypes.pythonapi
+        self._ptr, self._capsule = api.PyCapsule_GetPointer, api.PyCapsule_New
+        self._ptr.restype, self._ptr.argtypes = ctypes.c_void_p, [ctypes.py_object, ctypes.c_char_p]
+        self._capsule.restype = ctypes.py_object
+        self._capsule.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_void_p]
+        self._arr = ctypes.c_void_p * 1
+
+    def __call__(self, x):
+        aoti = self._torch._C._aoti
+        # Tensor handles: the input one is taken over by the run, the output one is ours.
+        ins = self._arr(self._ptr(aoti.unsafe_alloc_void_ptrs_from_tensors([x])[0], None))
+        outs = self._arr()
+        err = self._run(self._handle, ins, 1, outs, 1, None, None)
+        if err:
+            raise RuntimeError(f"the compiled generator failed (error {err})")
+        return aoti.alloc_tensors_by_stealing_from_void_ptrs([self._capsule(outs[0], None, None)])[0]
+
+
+def load_package(path: Path) -> Compiled:
+    """A compiled generator from the cache: uint8 tensor (S, S, 3) -> uint8 tensor (S, S, 3)."""
+    return Compiled(path)
 
 
 # -- compiling in the background -------------------------------------------------------

@@ -34,11 +34,13 @@ from f2f_cam.errors import UserError
               help="Quality: a video of the persona's own face [default: its training video or dataset].")
 @click.option("--mode", "modes", multiple=True,
               help="Quality: retarget mode to measure (repeatable) [default: every mode].")
-@click.option("--frames", type=click.IntRange(min=3), default=105, show_default=True,
-              help="Quality: frames per driver (from its start), and of the reference (spread over it).")
+@click.option("--frames", type=click.IntRange(min=3), default=None,
+              help="Runtime: frames to run, the clip looped [default: 300]. Quality: frames per driver "
+                   "(from its start), and of the reference (spread over it) [default: 105].")
+@click.option("--no-compile", is_flag=True, help="Runtime: the generator uncompiled (eager), as without a compiler.")
 @click.option("--json", "as_json", is_flag=True)
 def bench(train_bench, quality_bench, persona, video, precision, size, batch_size, ngfs, steps,
-          drivers, reference, modes, frames, as_json):
+          drivers, reference, modes, frames, no_compile, as_json):
     """Measure speed: the runtime pipeline (default) or training (--train); or the
     quality of a persona's output (--quality)."""
     from f2f_cam.config import PipelineConfig
@@ -47,7 +49,7 @@ def bench(train_bench, quality_bench, persona, video, precision, size, batch_siz
     if train_bench and quality_bench:
         raise UserError("--train and --quality measure different things; give one of them")
     if quality_bench:
-        _quality(cfg, drivers, reference, modes, frames, as_json)
+        _quality(cfg, drivers, reference, modes, frames or 105, as_json)
         return
     if train_bench:
         from trainers.bench import bench_training, format_table
@@ -62,7 +64,7 @@ def bench(train_bench, quality_bench, persona, video, precision, size, batch_siz
         return
     import tempfile
 
-    from f2f_cam.bench import bench_runtime, format_runtime
+    from f2f_cam.bench import bench_pipeline, bench_runtime, format_pipeline
     from f2f_cam.pipeline import resolve_persona
 
     p = resolve_persona(cfg.persona)
@@ -79,8 +81,11 @@ def bench(train_bench, quality_bench, persona, video, precision, size, batch_siz
                                 "pip install 'f2f-cam[synth]')")
             video = Path(tmp) / "clip.mp4"
             synth.write_video(video, synth.SynthSpec(seconds=4.0, fps=15.0))
-        r = bench_runtime(p, video, precision=cfg.precision)
-    click.echo(json.dumps(r, indent=2) if as_json else format_runtime(r))
+        if not as_json:
+            click.echo(f"measuring persona {p.name} (compiling its generator first if this machine has not)...", err=True)
+        r = bench_pipeline(p, video, frames=frames or 300, precision=cfg.precision, compile=not no_compile)
+        r["serial"] = bench_runtime(p, video, precision=cfg.precision, compile=not no_compile)
+    click.echo(json.dumps(r, indent=2) if as_json else format_pipeline(r))
 
 
 def _quality(cfg, drivers, reference, modes, frames, as_json) -> None:

@@ -31,6 +31,7 @@ from f2f_cam import flow
 from f2f_cam.config import DaemonConfig, PipelineConfig
 from f2f_cam.errors import UserError
 from f2f_cam.sinks.paced import Rate
+from f2f_cam.system import split_threads
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,7 @@ class DaemonStatus:
     camera_size: list | None
     output: dict | None
     stage_ms: dict
+    generator: str | None  # how the generator runs: "bf16 compiled", "bf16 eager (compiling)", ...
     error: str | None  # why the daemon stopped on its own, if it did
 
     def as_dict(self) -> dict:
@@ -185,6 +187,7 @@ class Daemon:
         try:
             self._lock = InstanceLock(ensure_runtime_dir())
             self._lock.acquire()
+            split_threads()  # before the generator loads: it keeps the count for its own thread
             self.pipe = build_pipeline(self.pipeline_cfg, self.size, detector_mode="video", compile="background")
             sink = open_sink(self.cfg.output, self.size, self.cfg.fps, backend=self.cfg.backend,
                              device=self.cfg.device)
@@ -362,6 +365,7 @@ class Daemon:
             camera_source=str(self.cfg.camera), camera_size=list(cap.size) if cap and cap.size else None,
             output={**describe, "fps": float(self.cfg.fps)} if describe else None,
             stage_ms={k: round(v, 2) for k, v in dict(pipe.stats.stage_ms).items()} if pipe else {},
+            generator=f"{pipe.generator.precision} {pipe.generator.engine}" if pipe and pipe.generator else None,
             error=self.error,
         )
 

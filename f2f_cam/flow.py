@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from typing import Callable, Iterable, Iterator
 
 import numpy as np
@@ -72,10 +73,32 @@ class _Failed:
         self.error = error
 
 
+class _Timing:
+    """Moving averages of the two halves' seconds, and when ``run``'s thread took its
+    last frame: the tracking thread starts the next frame just in time to finish it as
+    the generator gets free, so a frame does not wait, ageing, for the generator (a
+    frame ahead at once would add the generator's time to every frame's latency)."""
+
+    def __init__(self):
+        self.track_s = self.finish_s = 0.0
+        self.taken_at: float | None = None
+        self.taken = threading.Event()  # run's thread took the last frame tracked
+
+    @staticmethod
+    def average(old: float, new: float) -> float:
+        return new if old == 0.0 else old + 0.2 * (new - old)
+
+    def start_delay(self) -> float:
+        if self.taken_at is None:
+            return 0.0
+        return min(0.1, self.finish_s - self.track_s - (time.perf_counter() - self.taken_at))
+
+
 def _tracked_ahead(frames, pipeline) -> Iterator[tuple[float, object]]:
     """``(t, pipeline.track(frame, t))`` for each frame, made by a thread one frame ahead."""
     q: queue.Queue = queue.Queue(maxsize=1)
     stop = threading.Event()
+    timing = _Timing()
 
     def put(item) -> bool:
         while not stop.is_set():
@@ -88,11 +111,26 @@ def _tracked_ahead(frames, pipeline) -> Iterator[tuple[float, object]]:
 
     def produce() -> None:
         try:
-            for t, frame in frames:
+            it = iter(frames)
+            while not stop.is_set():
+                if timing.taken_at is not None:  # not the first frame: wait until the last is taken
+                    while not timing.taken.wait(0.1):
+                        if stop.is_set():
+                            return
+                delay = timing.start_delay()
+                if delay > 0:
+                    stop.wait(delay)
+                try:
+                    t, frame = next(it)
+                except StopIteration:
+                    return
+                t0 = time.perf_counter()
                 try:
                     item = pipeline.track(frame, t)
                 except Exception as e:  # handled (or raised) in run's thread, in order
                     item = _Failed(e)
+                timing.track_s = timing.average(timing.track_s, time.perf_counter() - t0)
+                timing.taken.clear()
                 if not put((t, item)):
                     return
         except BaseException as e:  # the frame source itself failed
@@ -105,12 +143,15 @@ def _tracked_ahead(frames, pipeline) -> Iterator[tuple[float, object]]:
     try:
         while True:
             got = q.get()
+            timing.taken_at = time.perf_counter()
+            timing.taken.set()
             if got is _END:
                 break
             t, item = got
             if t is None:  # the source failed: that is not one frame's error
                 raise item.error
-            yield t, item
+            yield t, item  # run's thread finishes the frame before it asks for the next
+            timing.finish_s = timing.average(timing.finish_s, time.perf_counter() - timing.taken_at)
     finally:
         stop.set()
         thread.join(timeout=5)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 
 import numpy as np
 
@@ -71,6 +72,8 @@ class Generator:
         self.compiled = None  # the AOTInductor package, once loaded
         self.compiler = None  # accel.Compiler while one compiles in the background
         self.compile_error: str | None = None
+        self.threads = torch.get_num_threads()  # for the compiled kernels, in whichever thread calls
+        self._threads_set = None
         if compile != "off" and device == "cpu" and self.precision in ("bf16", "fp32"):
             self._find_compiled(compile)
 
@@ -124,6 +127,11 @@ class Generator:
         if self.compiled is not None:
             import torch
 
+            if self._threads_set != threading.get_ident():
+                # The compiled kernels' OpenMP teams size by the calling thread's setting:
+                # give this thread torch's (else it takes every core, against the landmarks).
+                torch.set_num_threads(self.threads)
+                self._threads_set = threading.get_ident()
             with torch.inference_mode():
                 return self.compiled(torch.from_numpy(np.ascontiguousarray(sketch))).numpy()
         return to_image(self.forward(to_input(sketch)))[0]

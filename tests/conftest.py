@@ -32,7 +32,11 @@ def isolated_dirs(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("F2F_CAM_COMPILE", "0")
     (base / "no-bundled").mkdir()
     monkeypatch.setenv("F2F_CAM_BUNDLED_PERSONAS_DIR", str(base / "no-bundled"))
-    return base
+    torch = sys.modules.get("torch")
+    threads = torch.get_num_threads() if torch is not None else None
+    yield base
+    if threads is not None and torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)  # a daemon started in a test gives torch one core less
 
 
 @pytest.fixture

@@ -1,0 +1,58 @@
+"""The generator alone: the runtime configuration (compiled for this CPU, bf16 where
+native) against the reference way of running pix2pix (the same TorchScript network
+eager, fp32, NCHW), timed in turns so that both see the same machine load.
+
+    python scripts/bench_generator.py [--persona ngf32,ngf64,ngf8x512]
+
+The personas are freshly initialised generators exported through the real export path
+(speed does not depend on training), made and compiled in a temporary folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--persona", default="ngf32,ngf64,ngf8x512", help="comma-separated names of bench_daemon.py")
+    ap.add_argument("--runs", type=int, default=30)
+    args = ap.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="f2f-bench-gen-"))
+    for var in ("DATA", "CONFIG", "CACHE", "RUNTIME", "LOG"):
+        os.environ[f"F2F_CAM_{var}_DIR"] = str(work / var.lower())
+
+    import torch
+
+    import bench_daemon
+    from f2f_cam import sketch
+    from f2f_cam.bench import _generator_pair_ms
+    from f2f_cam.generator import Generator
+
+    clip = work / "clip.mp4"
+    bench_daemon.make_clip(clip, 3.0)
+    for name in args.persona.split(","):
+        p = bench_daemon.make_persona(name, clip, work, "float32")
+        for threads in (2, 1):
+            torch.set_num_threads(threads)
+            fast, eager = Generator(p, compile="now"), Generator(p, compile="off")
+            s = sketch.render(p.neutral, p.image_size)
+            fast_ms, ref_ms = _generator_pair_ms(fast, s, args.runs)
+            eager_ms, ref2_ms = _generator_pair_ms(eager, s, args.runs)
+            print(json.dumps({"persona": name, "threads": threads, "engine": f"{fast.precision} {fast.engine}",
+                              "generator_ms": round(fast_ms, 2), "reference_ms": round(ref_ms, 2),
+                              "speedup": round(ref_ms / fast_ms, 2), "eager_ms": round(eager_ms, 2),
+                              "eager_speedup": round(ref2_ms / eager_ms, 2)}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
