@@ -305,6 +305,9 @@ class Daemon:
 
         def written(_t: float) -> None:
             self._processed += 1
+            if self._processed == 1:
+                log.info("first frame out %.2f s after the daemon started (generator: %s)",
+                         time.monotonic() - self._t0, self.status().generator)
             self._proc_rate.tick(time.monotonic())
             self._switches.answer()  # the output thread sends this frame at its next tick
 

@@ -22,7 +22,9 @@ def test_doctor_reports_and_gives_fixes(installed_persona):
     checks = by_name(report)
     assert report["ok"] is True
     assert set(checks) == {"landmark model", "personas", "virtual camera", "cameras", "torch",
-                           "display and tray", "daemon"}
+                           "compiled generator", "display and tray", "daemon"}
+    # The tests turn compiling off (F2F_CAM_COMPILE=0): doctor says so, with the way back.
+    assert checks["compiled generator"]["status"] == "note" and "F2F_CAM_COMPILE" in checks["compiled generator"]["fix"]
     assert checks["landmark model"]["status"] == "ok" and checks["landmark model"]["essential"]
     assert checks["personas"]["status"] == "ok" and checks["personas"]["details"]["loadable"] == ["tiny"]
     t = checks["torch"]["details"]
