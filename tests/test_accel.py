@@ -14,7 +14,7 @@ from f2f_cam.config import PipelineConfig
 from f2f_cam.generator import Generator
 from f2f_cam.pipeline import build_pipeline
 from f2f_cam.sources import open_source
-from tests.conftest import run_cli
+from conftest import run_cli
 
 
 class Keep:
