@@ -4,9 +4,6 @@ A persona ships ``generator.pt`` (TorchScript: portable, loads without unpicklin
 Once per machine it becomes an AOTInductor package in the user cache folder:
 
     generator.pt -> an FX graph (torch._export's TorchScript converter)
-      -> each stride-2 transposed convolution as one forward convolution and a pixel
-         interleave (the same numbers; oneDNN's forward convolutions run 2-3x faster
-         than its transposed ones on the big decoder layers here)
       -> uint8 (S, S, 3) in and out inside the graph (no conversions on the frame path)
       -> bf16 where the CPU has it natively, else fp32 -> AOTInductor with freezing
       -> ``CACHE/generators/KEY.so`` (the package's one shared library, weights inside)
@@ -38,7 +35,7 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 1: with the sub-pixel decoder rewrite (dropped: slower compiled)
 _CPU_FEATURES = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_tile")
 
 
@@ -80,61 +77,6 @@ def package_path(generator: Path, size: int, precision: str) -> Path:
 
 # -- the graph ------------------------------------------------------------------------
 
-def _interleave(y):
-    """(N, 4C, H+1, W+1), the four output phases of a stride-2 transposed convolution
-    side by side -> (N, C, 2H, 2W)."""
-    import torch
-
-    n, c4, h1, w1 = y.shape
-    c, h, w = c4 // 4, h1 - 1, w1 - 1
-    p = [y[:, i * c:(i + 1) * c, a:a + h, b:b + w] for i, (a, b) in enumerate(((0, 0), (0, 1), (1, 0), (1, 1)))]
-    rows = [torch.stack([p[0], p[1]], -1), torch.stack([p[2], p[3]], -1)]  # (N, C, H, W, 2) each
-    return torch.stack(rows, 3).reshape(n, c, 2 * h, 2 * w)
-
-
-def subpixel_weight(w):
-    """A (Cin, Cout, 4, 4) kernel of ``conv_transpose2d(stride=2, padding=1)`` as the
-    (4 Cout, Cin, 2, 2) kernel of a ``conv2d(padding=1)`` whose output ``_interleave``
-    turns into the same result: even output rows read input rows (m-1, m) through
-    kernel rows (3, 1), odd ones rows (m, m+1) through (2, 0); columns alike."""
-    import torch
-
-    taps = ([3, 1], [2, 0])
-    return torch.cat([w[:, :, taps[a]][:, :, :, taps[b]].permute(1, 0, 2, 3)
-                      for a in (0, 1) for b in (0, 1)]).contiguous()
-
-
-def _subpixel(gm) -> int:
-    """Rewrite each 4x4 stride-2 padding-1 transposed convolution of ``gm`` (in place)."""
-    import torch
-
-    conv = torch.ops.aten.convolution.default
-    done = 0
-    for node in list(gm.graph.nodes):
-        if node.op != "call_function" or node.target is not conv:
-            continue
-        x, w, b, stride, padding, dilation, transposed, out_pad, groups = node.args
-        weight = getattr(gm, w.target) if getattr(w, "op", None) == "get_attr" else None
-        if not (transposed and list(stride) == [2, 2] and list(padding) == [1, 1] and list(dilation) == [1, 1]
-                and list(out_pad) == [0, 0] and groups == 1 and weight is not None
-                and tuple(weight.shape[2:]) == (4, 4)):
-            continue
-        gm.register_buffer(f"subpixel_w{done}", subpixel_weight(weight))
-        if b is not None:
-            gm.register_buffer(f"subpixel_b{done}", getattr(gm, b.target).repeat(4))
-        with gm.graph.inserting_before(node):
-            wn = gm.graph.get_attr(f"subpixel_w{done}")
-            bn = gm.graph.get_attr(f"subpixel_b{done}") if b is not None else None
-            y = gm.graph.call_function(conv, (x, wn, bn, [1, 1], [1, 1], [1, 1], False, [0, 0], 1))
-            out = gm.graph.call_function(_interleave, (y,))
-        node.replace_all_uses_with(out)
-        gm.graph.erase_node(node)
-        done += 1
-    gm.graph.eliminate_dead_code()
-    gm.recompile()
-    return done
-
-
 def _frames_module(net, dtype):
     import torch
 
@@ -153,7 +95,7 @@ def _frames_module(net, dtype):
     return Frames()
 
 
-def build(script_module, size: int, precision: str, subpixel: bool = True):
+def build(script_module, size: int, precision: str):
     """The TorchScript generator as an exported program on uint8 frames at ``precision``."""
     import warnings
 
@@ -174,8 +116,6 @@ def build(script_module, size: int, precision: str, subpixel: bool = True):
             gm = TS2EPConverter(script_module, (torch.zeros(1, 3, size, size, dtype=weights),)).convert().module()
     finally:
         quiet.setLevel(level)
-    if subpixel:
-        _subpixel(gm)
     for node in gm.graph.nodes:
         # Weights in the running dtype and channels-last: freezing then prepacks them for
         # oneDNN once (in NCHW every call reorders them: 2.4x slower here).
