@@ -20,7 +20,11 @@ def fit_into(image: np.ndarray, out: np.ndarray) -> None:
     scale = min(ow / iw, oh / ih)
     w, h = max(1, round(iw * scale)), max(1, round(ih * scale))
     x, y = (ow - w) // 2, (oh - h) // 2
-    out[:] = 0
+    # Black bars only where the image does not cover (one 1280x720 frame written once).
+    out[:y] = 0
+    out[y + h:] = 0
+    out[y:y + h, :x] = 0
+    out[y:y + h, x + w:] = 0
     if (w, h) == (iw, ih):
         out[y:y + h, x:x + w] = image
     else:
@@ -50,13 +54,15 @@ class Compositor:
 
     def __call__(self, camera: np.ndarray, sketch: np.ndarray | None, face: np.ndarray | None) -> np.ndarray:
         # A fresh buffer each frame: sinks may hold on to what they were given.
-        out = np.zeros_like(self._out)
         if self.layout == "side-by-side":
+            out = np.zeros_like(self._out)
             self._side_by_side(out, camera, sketch, face)
-        else:
-            image = {"persona": face, "landmarks": sketch, "camera": camera}[self.layout]
-            if image is not None:
-                fit_into(image, out)
+            return out
+        image = {"persona": face, "landmarks": sketch, "camera": camera}[self.layout]
+        if image is None:
+            return np.zeros_like(self._out)
+        out = np.empty_like(self._out)
+        fit_into(image, out)  # writes every pixel
         return out
 
     def _side_by_side(self, out, camera, sketch, face) -> None:
