@@ -172,7 +172,7 @@ def bench_pipeline(persona, video: Path, *, frames: int = 300, out_size=(1280, 7
 
     with open_source(video) as src:
         clip = [frame for _, frame in src]
-        fps_in = src.fps
+        fps_in = float(src.fps or 30.0)  # PyAV gives a Fraction: times must be floats
     if not clip:
         raise UserError(f"{video} has no frames")
     cfg = PipelineConfig(persona=persona.name, layout="persona", precision=precision, compile=compile)
@@ -184,7 +184,7 @@ def bench_pipeline(persona, video: Path, *, frames: int = 300, out_size=(1280, 7
     sink = _Arrivals(warm=min(100, frames // 5))  # memory growth counts from here
     t_start = time.perf_counter()
     with build_pipeline(cfg, out_size, persona=persona, compile="cached" if compile else "off") as pipe:
-        flow.run(_looped(clip, frames, fps_in or 30.0, stamps), pipe, sink, overlap=True)
+        flow.run(_looped(clip, frames, fps_in, stamps), pipe, sink, overlap=True)
         stage_ms = pipe.stats.as_dict()["stage_ms"]
         gen = pipe.generator
         faces = pipe.stats.faces

@@ -36,6 +36,7 @@ class Smoother:
     def __call__(self, points: np.ndarray, t: float) -> np.ndarray:
         """points: array of any shape; t: time in seconds. Returns the filtered array."""
         x = np.asarray(points, np.float32)
+        t = float(t)  # a Fraction (a video's frame rate) would make every step object arithmetic, 25x slower
         if self._x is None or self._t is None or t <= self._t:
             self._x, self._dx, self._t = x.copy(), np.zeros_like(x), t
             return x.copy()

@@ -36,6 +36,20 @@ def test_smoother_reduces_jitter_but_follows_motion():
     assert abs(moving[-1][0, 0] - (100 + 290)) < 30  # fast motion: little lag
 
 
+def test_smoother_takes_fraction_times_as_floats():
+    """A video's frame rate is a Fraction; times made from it must not turn the filter's
+    arrays into Python objects (that ran 25x slower)."""
+    from fractions import Fraction
+
+    rng = np.random.default_rng(2)
+    points = [np.full((478, 3), 100.0) + rng.normal(0, 2, (478, 3)) for _ in range(5)]
+    a, b = Smoother(), Smoother()
+    for i, p in enumerate(points):
+        x, y = a(p, Fraction(i, 30)), b(p, i / 30)
+    assert x.dtype == np.float32 and a._dx.dtype == np.float32
+    assert np.allclose(x, y)
+
+
 def test_retarget_modes(tiny_persona):
     from f2f_cam.persona import read_persona
 
