@@ -237,7 +237,7 @@ def check_torch() -> dict:
 
 
 def check_compiler() -> dict:
-    """Whether generators can be compiled for this CPU (2-3x the eager path), and which are."""
+    """Whether generators can be compiled for this CPU (1.5-2.5x the eager path), and which are."""
     from f2f_cam import accel
     from f2f_cam.paths import cache_dir
 
@@ -246,10 +246,10 @@ def check_compiler() -> dict:
     details = {"cache": str(folder), "compiled": len(done), "enabled": accel.enabled()}
     if not accel.enabled():
         return _check("compiled generator", "note", "compiling is off (F2F_CAM_COMPILE=0): generators run eager",
-                      "unset F2F_CAM_COMPILE to run them 2-3x faster", **details)
+                      "unset F2F_CAM_COMPILE to run them 1.5-2.5x faster", **details)
     problem = accel.compiler_problem()
     if problem:
-        return _check("compiled generator", "note", f"generators run eager (2-3x slower): {problem}",
+        return _check("compiled generator", "note", f"generators run eager (1.5-2.5x slower): {problem}",
                       "install a C++ compiler (Debian/Ubuntu: sudo apt install g++; Fedora: sudo dnf install "
                       "gcc-c++; macOS: xcode-select --install)", **details)
     return _check("compiled generator", "ok", f"a C++ compiler is here; {len(done)} generator(s) compiled in "

@@ -40,7 +40,7 @@ class Generator:
     precision "auto" runs bf16 where the hardware has native bf16 (about 2x faster on
     this project's CPUs, within ~1/255 of fp32 on the output); "fp32" runs the exported
     weights as they are. On a CPU the generator also runs compiled for this machine
-    (``f2f_cam.accel``: 2-3x the eager bf16 path) when a compiled package is in the
+    (``f2f_cam.accel``: 1.5-2.5x the eager bf16 path) when a compiled package is in the
     cache; ``compile`` says what to do when it is not: "cached" runs eager,
     "background" compiles in a background process and swaps the package in between two
     frames once it is there (the daemon), "now" compiles first (the bench), "off" never
