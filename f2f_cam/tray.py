@@ -103,6 +103,7 @@ class Tray:
         self._state = st.state
         self._returned = threading.Event()
         self._shown = False  # the icon's event loop runs (not in tests with the dummy backend)
+        self._menu_showed: tuple | None = None  # what the menu showed when last rebuilt
         icon_cls = pystray.Icon
         if icon_cls.__module__.endswith("._xorg"):
             icon_cls = _one_thread_xorg_icon(icon_cls)
@@ -190,8 +191,16 @@ class Tray:
             self._state = st.state
             self.icon.icon = draw_icon(st.state)
         self.icon.title = title_for(st)
-        if self._shown and self.has_menu:
+        shows = self._menu_shows(st)
+        if self._shown and self.has_menu and shows != self._menu_showed:
+            self._menu_showed = shows
             self.icon.update_menu()
+
+    def _menu_shows(self, st) -> tuple:
+        """What the menu's items show. The menu is rebuilt only when this changes: a
+        rebuild closes an open submenu (StatusNotifierItem hosts), and the tray
+        refreshes every half second."""
+        return (tuple(self.daemon.persona_names()), st.persona, st.layout, st.preview, st.mirror, st.paused)
 
     def run(self) -> None:
         """Show the icon; blocks (on the main thread) until the daemon stops."""

@@ -99,6 +99,27 @@ def test_menu_calls_the_daemon(dummy_pystray, installed_persona, second_persona,
     assert not d.running
 
 
+def test_menu_is_rebuilt_only_when_what_it_shows_changes(dummy_pystray, installed_persona, recorder, daemons,
+                                                          monkeypatch):
+    """The tray refreshes every half second; rebuilding the menu each time closed open
+    submenus on StatusNotifierItem hosts (1 submenu click in 9 reached the daemon)."""
+    d = daemons("0", layout="camera", persona="tiny", open_source=StillCamera)
+    tray = Tray(d, background=False)
+    rebuilt = []
+    monkeypatch.setattr(tray.icon, "update_menu", lambda: rebuilt.append(d.status().layout))
+    tray._shown = True  # as when the icon's loop runs
+    for _ in range(4):
+        tray.refresh()
+    assert rebuilt == ["camera"]  # the first refresh only
+    d.set_layout("persona")
+    tray.refresh()
+    tray.refresh()
+    assert rebuilt == ["camera", "persona"]
+    d.set_paused(True)
+    tray.refresh()
+    assert len(rebuilt) == 3 and "paused" in tray.icon.title.lower()
+
+
 def test_tray_without_menus_points_to_ctl(dummy_pystray, recorder, daemons, monkeypatch, caplog):
     d = daemons("0", layout="camera", persona=None, open_source=StillCamera)
     monkeypatch.setenv("DISPLAY", ":99")  # dummy backend: nothing connects to it
