@@ -237,7 +237,7 @@ class Tray:
 
 def _one_thread_xorg_icon(base):
     """pystray's xorg ``Icon``, changed so that only its event-loop thread uses its X
-    connection.
+    connection, and so that it hears clicks.
 
     pystray runs a change asked for by another thread (show, new icon image, title,
     stop) by sending its own window a message over the shared python-xlib connection;
@@ -267,6 +267,15 @@ def _one_thread_xorg_icon(base):
                 original = getattr(base, name).__get__(self)  # the class's, not pystray's dispatcher
                 atom = self._display.intern_atom(f"_PYSTRAY_{name.upper()}")  # what pystray's loop handles
                 setattr(self, name, self._dispatcher(original, atom))
+
+        def _create_window(self):
+            window = super()._create_window()
+            # pystray handles ButtonPress but never asks X for it: as shipped, no click
+            # reaches the icon (the click shows the preview: the menu's default item).
+            window.change_attributes(event_mask=Xlib.X.ExposureMask | Xlib.X.StructureNotifyMask
+                                     | Xlib.X.ButtonPressMask)
+            self._display.flush()
+            return window
 
         def _dispatcher(self, original, atom):
             def inner():

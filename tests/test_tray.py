@@ -2,6 +2,7 @@
 
 import contextlib
 import importlib
+import json
 import logging
 import os
 import re
@@ -286,6 +287,52 @@ def test_ctl_reaches_a_daemon_with_a_tray(x_display_with_tray, installed_persona
         proc.communicate(timeout=20)
     assert proc.returncode == 0
     assert tray_mod.ICON_SIZE == 64
+
+
+def _window_id(display: str, prefix: str) -> int | None:
+    import Xlib.display
+    import Xlib.error
+
+    d = Xlib.display.Display(display)
+    todo = [d.screen().root]
+    try:
+        while todo:
+            w = todo.pop()
+            try:
+                name = w.get_wm_name()
+                todo.extend(w.query_tree().children)
+            except Xlib.error.XError:
+                continue
+            if isinstance(name, bytes):
+                name = name.decode("utf-8", "replace")
+            if name and name.startswith(prefix):
+                return w.id
+    finally:
+        d.close()
+    return None
+
+
+XDOTOOL = shutil.which("xdotool")
+
+
+def test_clicking_the_xorg_icon_shows_the_preview(x_display_with_tray, installed_persona, talking_head, tmp_path,
+                                                  monkeypatch):
+    """pystray's xorg backend (no menus) as shipped never hears a click; f2f-cam's icon
+    does, and a left click toggles the preview, as the log promises."""
+    skip_unless(bool(XDOTOOL), "needs xdotool on PATH (apt-get install -y xdotool)")
+    monkeypatch.setenv("DISPLAY", x_display_with_tray)
+    monkeypatch.setenv("PYSTRAY_BACKEND", "xorg")
+    with _running_tray_daemon(talking_head, tmp_path / "t.mp4") as proc:
+        wait_until(lambda: _window_id(x_display_with_tray, "Face2Face Cam") is not None, "the tray icon")
+        icon = _window_id(x_display_with_tray, "Face2Face Cam")
+        assert json.loads(run_cli("ctl", "status", "--json").stdout)["preview"] is False
+        subprocess.run([XDOTOOL, "mousemove", "--window", str(icon), "4", "4", "click", "1"], check=True,
+                       env=dict(os.environ, DISPLAY=x_display_with_tray), timeout=20)
+        wait_until(lambda: json.loads(run_cli("ctl", "status", "--json").stdout)["preview"] is True,
+                   "the click to show the preview")
+        assert run_cli("ctl", "quit").returncode == 0
+        proc.communicate(timeout=20)
+    assert proc.returncode == 0
 
 
 def test_preview_window_under_x(x_display_with_tray, installed_persona, talking_head, tmp_path, monkeypatch):
