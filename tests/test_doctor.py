@@ -90,3 +90,37 @@ def test_camera_candidates(monkeypatch, platform_name):
         assert all(str(c).startswith("/dev/video") for c in cands)
     else:
         assert cands == [0, 1, 2, 3, 4]
+
+
+def test_doctor_beside_a_running_daemon(installed_persona, talking_head, tmp_path):
+    """doctor's daemon check asks the running daemon for its status over the control
+    socket and reports it (a crash here was reported in issue 12)."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    exe = os.path.join(os.path.dirname(sys.executable), "f2f-cam")
+    proc = subprocess.Popen([exe, "run", "--camera", str(talking_head[0]), "--output", str(tmp_path / "o.mp4"),
+                             "--layout", "camera", "--size", "320x180", "--no-tray", "--seconds", "60"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while run_cli("ctl", "status").returncode != 0:
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read() if proc.poll() else "slow"
+            time.sleep(0.2)
+        out = run_cli("doctor", "--json")
+        assert out.returncode == 0, out.stderr
+        daemon = {c["name"]: c for c in json.loads(out.stdout)["checks"]}["daemon"]
+        assert daemon["status"] == "ok" and daemon["details"]["running"] is True, daemon
+        assert f"pid {proc.pid}" in daemon["summary"] and "layout camera" in daemon["summary"]
+        assert daemon["details"]["daemon_status"]["persona"] == installed_persona.name
+        text = run_cli("doctor")
+        assert "Traceback" not in text.stderr and f"running (pid {proc.pid})" in text.stdout
+    finally:
+        run_cli("ctl", "quit")
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    assert proc.returncode == 0
