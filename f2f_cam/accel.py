@@ -202,11 +202,6 @@ class Compiled:
         return aoti.alloc_tensors_by_stealing_from_void_ptrs([self._capsule(outs[0], None, None)])[0]
 
 
-def load_package(path: Path) -> Compiled:
-    """A compiled generator from the cache: uint8 tensor (S, S, 3) -> uint8 tensor (S, S, 3)."""
-    return Compiled(path)
-
-
 # -- compiling in the background -------------------------------------------------------
 
 _running: set[subprocess.Popen] = set()
@@ -247,7 +242,7 @@ class Compiler:
                 self.error = lines[-1] if lines else f"exit status {self._proc.returncode}"
                 log.warning("compiling the generator failed (%s); it runs uncompiled", self.error)
                 return
-            self._loaded = load_package(self.out)
+            self._loaded = Compiled(self.out)
             log.info("generator compiled in %.0f s: %s", self.seconds, self.out.name)
         except Exception as e:  # a broken package: say so, keep the eager path
             from f2f_cam.errors import one_line
@@ -265,16 +260,16 @@ class Compiler:
         self._done.wait(timeout)
         return self.result()
 
-    def cancel(self) -> None:
-        if self._proc.poll() is None:
-            self._proc.terminate()
-
 
 def main(argv: list[str]) -> int:
     """``python -m f2f_cam.accel GENERATOR SIZE PRECISION OUT``: what ``Compiler`` runs."""
     import torch
 
+    import signal
+
     generator, size, precision, out = argv
+    # Stopped (f2f-cam exiting): unwind, so that the partial library is removed.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if hasattr(os, "nice"):
         os.nice(19)  # the lowest priority: the running daemon's frames come first
     torch.set_num_threads(1)

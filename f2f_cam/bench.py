@@ -12,16 +12,16 @@ asserted in tests: they depend on the machine and its load.
 from __future__ import annotations
 
 import os
-import resource
 import statistics
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
 from f2f_cam.config import PipelineConfig
-from f2f_cam.system import split_threads
 from f2f_cam.errors import UserError
+from f2f_cam.system import cpu_count, split_threads
 
 
 def _median_ms(fn, arg, runs: int) -> float:
@@ -100,7 +100,17 @@ def format_runtime(r: dict) -> str:
     return "\n".join(lines)
 
 
-def _rss_mb() -> float:
+def _peak_mb() -> float | None:
+    """Peak resident memory so far (None where the OS does not say: Windows)."""
+    try:
+        import resource
+    except ImportError:
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024  # bytes on macOS, KiB on Linux
+
+
+def _rss_mb() -> float | None:
     """Resident memory now (Linux /proc; elsewhere the peak so far)."""
     try:
         with open("/proc/self/statm", encoding="ascii") as f:
@@ -109,25 +119,19 @@ def _rss_mb() -> float:
         return _peak_mb()
 
 
-def _peak_mb() -> float:
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / 2**20 if os.uname().sysname == "Darwin" else peak / 1024  # bytes on macOS, KiB on Linux
-
-
 class _Arrivals:
-    """A sink that notes when each frame arrives, and the memory after the warm-up
-    frames (``rss_from``) and at the last frame."""
+    """A sink that notes when each frame arrives, and the memory once the warm-up
+    frames are through (``rss_warm``: growth counts from there)."""
 
     def __init__(self, warm: int):
         self.times: list[float] = []
         self.warm = warm
-        self.rss_warm = self.rss_last = None
+        self.rss_warm = None
 
     def write(self, frame, t=None) -> None:
         self.times.append(time.perf_counter())
         if len(self.times) == self.warm:
             self.rss_warm = _rss_mb()
-        self.rss_last = _rss_mb() if len(self.times) % 50 == 0 else self.rss_last
 
 
 def _looped(frames: list, n: int, fps: float, stamps: list[float]):
@@ -204,13 +208,12 @@ def bench_pipeline(persona, video: Path, *, frames: int = 300, out_size=(1280, 7
         "generator_ms": round(gen_ms, 2), "reference_generator_ms": round(ref_ms, 2),
         "speedup": round(ref_ms / gen_ms, 2),
         "precision": gen.precision, "engine": gen.engine,
-        "threads": {"torch": torch.get_num_threads(), "cpus": os.cpu_count()},
-        "rss_mb": round(_peak_mb(), 1),
-        "rss_growth_mb": round(rss_end - sink.rss_warm, 1) if sink.rss_warm is not None else None,
+        "threads": {"torch": torch.get_num_threads(), "cpus": cpu_count()},
+        "rss_mb": round(peak, 1) if (peak := _peak_mb()) is not None else None,
+        "rss_growth_mb": round(rss_end - sink.rss_warm, 1) if None not in (rss_end, sink.rss_warm) else None,
         "startup_s": round(sink.times[0] - t_start, 2), "compile_s": round(compile_s, 2),
         "torch": torch.__version__,
     }
-
 
 
 def format_pipeline(r: dict) -> str:

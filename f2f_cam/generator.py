@@ -95,7 +95,7 @@ class Generator:
             if not path.is_file() and mode == "now":
                 accel.compile_package(self.persona.generator_path, self.size, self.precision, path)
             if path.is_file():
-                self.compiled = accel.load_package(path)
+                self.compiled = accel.Compiled(path)
         except Exception as e:  # no compiler, a torch that cannot: the eager path runs
             from f2f_cam.errors import one_line
 

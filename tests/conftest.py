@@ -26,10 +26,10 @@ def isolated_dirs(tmp_path_factory, monkeypatch):
     base = tmp_path_factory.mktemp("home")
     for var in ("DATA", "CONFIG", "CACHE", "RUNTIME", "LOG"):
         monkeypatch.setenv(f"F2F_CAM_{var}_DIR", str(base / var.lower()))
-    # The bundled demo persona is hidden unless a test asks for it (`with_bundled`), so
-    # tests see exactly the personas they install.
     # Compiling a generator takes 10-40 s of CPU: only the tests about it turn it on.
     monkeypatch.setenv("F2F_CAM_COMPILE", "0")
+    # The bundled demo persona is hidden unless a test asks for it (`with_bundled`), so
+    # tests see exactly the personas they install.
     (base / "no-bundled").mkdir()
     monkeypatch.setenv("F2F_CAM_BUNDLED_PERSONAS_DIR", str(base / "no-bundled"))
     torch = sys.modules.get("torch")

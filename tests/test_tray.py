@@ -209,12 +209,13 @@ def _has_tray(display: str) -> bool:
         d.close()
 
 
-def _window_names(display: str) -> list[str]:
+def _windows(display: str) -> list[tuple[int, str]]:
+    """(id, name) of every named window on the display."""
     import Xlib.display
     import Xlib.error
 
     d = Xlib.display.Display(display)
-    names, todo = [], [d.screen().root]
+    found, todo = [], [d.screen().root]
     try:
         while todo:
             w = todo.pop()
@@ -224,10 +225,18 @@ def _window_names(display: str) -> list[str]:
             except Xlib.error.XError:  # windows come and go
                 continue
             if name:
-                names.append(name if isinstance(name, str) else name.decode("utf-8", "replace"))
+                found.append((w.id, name if isinstance(name, str) else name.decode("utf-8", "replace")))
     finally:
         d.close()
-    return names
+    return found
+
+
+def _window_names(display: str) -> list[str]:
+    return [name for _, name in _windows(display)]
+
+
+def _window_id(display: str, prefix: str) -> int | None:
+    return next((wid for wid, name in _windows(display) if name.startswith(prefix)), None)
 
 
 def _tray_daemon(talking_head, out: Path, seconds: int) -> subprocess.Popen:
@@ -287,29 +296,6 @@ def test_ctl_reaches_a_daemon_with_a_tray(x_display_with_tray, installed_persona
         proc.communicate(timeout=20)
     assert proc.returncode == 0
     assert tray_mod.ICON_SIZE == 64
-
-
-def _window_id(display: str, prefix: str) -> int | None:
-    import Xlib.display
-    import Xlib.error
-
-    d = Xlib.display.Display(display)
-    todo = [d.screen().root]
-    try:
-        while todo:
-            w = todo.pop()
-            try:
-                name = w.get_wm_name()
-                todo.extend(w.query_tree().children)
-            except Xlib.error.XError:
-                continue
-            if isinstance(name, bytes):
-                name = name.decode("utf-8", "replace")
-            if name and name.startswith(prefix):
-                return w.id
-    finally:
-        d.close()
-    return None
 
 
 XDOTOOL = shutil.which("xdotool")
