@@ -13,7 +13,7 @@ from typing import Callable
 from f2f_cam import paths
 from f2f_cam.config import DaemonConfig, PipelineConfig
 from f2f_cam.daemon import Daemon
-from f2f_cam.errors import UserError
+from f2f_cam.errors import UserError, one_line
 
 log = logging.getLogger(__name__)
 
@@ -37,9 +37,13 @@ def serve(cfg: DaemonConfig, pipeline_cfg: PipelineConfig, *, seconds: float | N
 
                 tray = make_tray(daemon)
             if tray is not None:
-                tray.run()  # returns once the daemon is asked to stop
-            else:
-                daemon.wait()
+                try:
+                    tray.run()  # returns once the daemon is asked to stop
+                except Exception as e:  # the desktop took the icon away: the camera stays
+                    log.warning("the tray icon stopped (%s); running headless, control it with `f2f-cam ctl`",
+                                one_line(e))
+                    log.debug("the tray icon stopped", exc_info=True)
+            daemon.wait()
         finally:
             restore()
             if timer is not None:
@@ -83,9 +87,9 @@ def _log_to_file():
     from logging.handlers import RotatingFileHandler
 
     try:
-        folder = paths.log_dir()
-        folder.mkdir(parents=True, exist_ok=True)
-        handler = RotatingFileHandler(folder / "daemon.log", maxBytes=1 << 20, backupCount=2, encoding="utf-8")
+        path = paths.daemon_log()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handler = RotatingFileHandler(path, maxBytes=1 << 20, backupCount=2, encoding="utf-8")
     except OSError as e:
         log.warning("no log file: %s", e)
         return None

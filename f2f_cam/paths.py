@@ -60,6 +60,11 @@ def log_dir() -> Path:
     return _dir("F2F_CAM_LOG_DIR", "log")
 
 
+def daemon_log() -> Path:
+    """The running daemon's log file (``f2f-cam run`` writes INFO and up to it)."""
+    return log_dir() / "daemon.log"
+
+
 def bundled_models_dir() -> Path:
     """The folder of files shipped with f2f-cam (``models/`` in a checkout).
 

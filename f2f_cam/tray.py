@@ -8,6 +8,7 @@ at import time (``import pystray`` fails on a machine with no display).
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import queue
@@ -92,7 +93,10 @@ class Tray:
 
     POLL_SECONDS = 0.5
 
-    def __init__(self, daemon, *, background: bool = True, exit_on_hang: bool = True):
+    def __init__(self, daemon, *, background: bool = True, exit_on_hang: bool = True, backend: str | None = None,
+                 notifications: bool = True):
+        if backend:  # before pystray's import, which otherwise tries its own order of backends
+            os.environ.setdefault("PYSTRAY_BACKEND", backend)
         import pystray
 
         self.daemon = daemon
@@ -104,19 +108,22 @@ class Tray:
         self._returned = threading.Event()
         self._shown = False  # the icon's event loop runs (not in tests with the dummy backend)
         self._menu_showed: tuple | None = None  # what the menu showed when last rebuilt
-        icon_cls = pystray.Icon
+        icon_cls = importlib.import_module(f"pystray._{backend}").Icon if backend else pystray.Icon
+        self._icon_cls = icon_cls
         if icon_cls.__module__.endswith("._xorg"):
             icon_cls = _one_thread_xorg_icon(icon_cls)
+        elif icon_cls.__module__.endswith(("._gtk", "._appindicator")):
+            icon_cls = _quiet_dbus_icon(icon_cls, notifications)
         self.icon = icon_cls("f2f-cam", draw_icon(self._state), title_for(st), menu=self.menu())
 
     @property
     def has_menu(self) -> bool:
-        return bool(self._pystray.Icon.HAS_MENU)
+        return bool(self._icon_cls.HAS_MENU)
 
     @property
     def backend(self) -> str:
         """pystray's backend: xorg, gtk, appindicator, win32, darwin or dummy."""
-        return self._pystray.Icon.__module__.rsplit(".", 1)[-1].lstrip("_")
+        return self._icon_cls.__module__.rsplit(".", 1)[-1].lstrip("_")
 
     # -- the menu ---------------------------------------------------------------------
 
@@ -298,6 +305,63 @@ def _one_thread_xorg_icon(base):
     return OneThreadIcon
 
 
+def _quiet_dbus_icon(base, notifications: bool):
+    """pystray's gtk or appindicator ``Icon``, changed so that a desktop without a
+    notification service does not take it down.
+
+    pystray connects its notifier to the session bus when the icon starts (with no bus
+    that raises, after GLib tried to start one with ``dbus-launch``: no icon, and the
+    daemon waited for it forever) and closes a notification when it stops (with no
+    notification daemon that raises: every quit exited 1). Here the notifier is made
+    only where ``notifications`` (a notification service is on the bus), and its
+    failures are logged, not raised. Falls back to ``base`` if pystray's internals differ.
+    """
+    try:
+        from pystray._util import notify_dbus
+    except ImportError:
+        return base
+    if not hasattr(base, "_initialize") or not hasattr(base, "_mark_ready"):
+        return base
+
+    class QuietNotifier:
+        def __init__(self):
+            self._real = None
+            if notifications:
+                try:
+                    self._real = notify_dbus.Notifier()
+                except Exception as e:  # GLib.Error
+                    log.info("no desktop notifications: %s", one_line(e))
+
+        def notify(self, *args):
+            if self._real is not None:
+                try:
+                    self._real.notify(*args)
+                except Exception as e:
+                    log.info("the notification was not shown: %s", one_line(e))
+
+        def hide(self):
+            if self._real is not None and self._real._nid:
+                try:
+                    self._real.hide()
+                except Exception:
+                    log.debug("closing the notification failed", exc_info=True)
+
+    class QuietIcon(base):
+        HAS_NOTIFICATION = notifications
+
+        def _initialize(self):  # pystray's, with the notifier above
+            import signal
+
+            try:
+                signal.signal(signal.SIGINT, signal.SIG_DFL)  # as pystray does: ctrl+c stays ctrl+c
+            except ValueError:  # not the main thread
+                pass
+            self._notifier = QuietNotifier()
+            self._mark_ready()
+
+    return QuietIcon
+
+
 def tray_problem() -> str | None:
     """Why there can be no tray here, or None."""
     problem = display_problem()
@@ -318,23 +382,35 @@ def x_has_system_tray() -> bool:
 
 
 def make_tray(daemon) -> Tray | None:
-    """The tray for ``daemon``, or None (with a warning) where there can be none."""
+    """The tray for ``daemon``, or None (with one warning line) where there can be none.
+    The backend is the one this desktop can show (``f2f_cam.desktop``)."""
     problem = tray_problem()
+    desktop = None
     if problem is None:
+        from f2f_cam import desktop as desktop_mod
+
+        desktop = desktop_mod.probe()
+        if desktop.backend is None:
+            problem = desktop.why
+    if problem is None:
+        if not desktop.bus:
+            os.environ.setdefault("NO_AT_BRIDGE", "1")  # GTK's accessibility bridge would look for a bus too
         try:
-            tray = Tray(daemon)
-        except Exception as e:  # ImportError, Xlib's display errors, a missing GTK...
+            tray = Tray(daemon, backend=desktop.backend, notifications=desktop.notifications)
+        except Exception as e:  # ImportError, Xlib's display errors, a GTK that will not start...
             problem = f"pystray cannot start ({one_line(e)})"
-        else:
-            if tray.backend == "xorg" and not x_has_system_tray():
-                # pystray's xorg backend would log a traceback on every icon change and
-                # can hang when it stops; with no tray to dock into, run headless.
-                problem = "this X display has no system tray to dock into"
     if problem is not None:
         log.warning("no tray icon: %s; running headless, control it with `f2f-cam ctl`", problem)
         return None
+    log.info("tray icon: pystray %s backend (%s)", tray.backend, desktop.why)
+    if desktop.bus is None:
+        log.warning("no D-Bus session bus: no desktop notifications (errors go to the log)")
+    elif not desktop.notifications:
+        log.warning("no notification service on the session bus: no desktop notifications (errors go to the log)")
     if not tray.has_menu:
-        log.warning("this desktop's tray shows no menus (pystray %s backend); use `f2f-cam ctl` to switch "
-                    "persona, layout, pause or quit (e.g. `f2f-cam ctl persona NAME`); clicking the icon "
-                    "shows the preview", tray.backend)
+        from f2f_cam.desktop import menus_fix
+
+        log.warning("this tray shows no menus (pystray %s backend); clicking the icon shows the preview, and "
+                    "`f2f-cam ctl` switches persona, layout, pause or quit; for menus: %s",
+                    tray.backend, menus_fix(desktop.missing or ["PyGObject"]))
     return tray
