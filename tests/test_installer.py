@@ -279,7 +279,7 @@ def test_linux_help_lists_every_option(fake):
     r = run(LINUX, "--help", env=fake.env)
     assert r.returncode == 0
     for opt in ("--dry-run", "--uninstall", "--root", "--user-home", "--no-packages", "--no-autostart",
-                "--video-nr", "--exclusive-caps", "--f2f-cam", "--help"):
+                "--no-tray", "--package-manager", "--video-nr", "--exclusive-caps", "--f2f-cam", "--help"):
         assert opt in r.stdout, opt
 
 
@@ -301,6 +301,79 @@ def test_linux_f2f_cam_from_path_and_quoting(fake, box):
     assert r.returncode == 0
     assert 'ExecStart="/opt/my apps/f2f-cam" run --no-tray' in content_lines(paths["unit"])
     assert 'Exec="/opt/my apps/f2f-cam" run' in content_lines(paths["desktop"])
+
+
+TRAY_PACKAGES = {
+    "apt-get": "pkg-config gcc python3-dev libcairo2-dev gir1.2-gtk-3.0 libgirepository-2.0-dev "
+               "gir1.2-ayatanaappindicator3-0.1",
+    "dnf": "pkgconf-pkg-config gcc python3-devel cairo-devel cairo-gobject-devel gobject-introspection-devel gtk3 "
+           "libayatana-appindicator-gtk3",
+    "pacman": "pkgconf gcc cairo gobject-introspection gtk3 libayatana-appindicator",
+}
+
+
+@pytest.mark.parametrize("pm", ["apt-get", "dnf", "pacman"])
+def test_linux_dry_run_lists_the_tray_packages(fake, box, pm):
+    """What tray menus need, per package manager (apt: girepository 2.0 where the
+    archive has it, the fake apt-cache says it does); --no-tray leaves them out."""
+    (fake.bin / "rpm").write_text("#!/bin/sh\nexit 1\n")  # nothing installed
+    (fake.bin / "pacman").write_text(f'#!/bin/sh\n[ "$1" = -Q ] && exit 1\necho "pacman $*" >> "{fake.log}"\n')
+    r = linux(fake, box, "--dry-run", "--f2f-cam", F2F, "--package-manager", pm)
+    assert r.returncode == 0, r.stderr
+    install = next(line for line in r.stdout.splitlines() if line.startswith(f"would run: {pm} ") and "update" not in line)
+    assert install.endswith(TRAY_PACKAGES[pm]), install
+    r = linux(fake, box, "--dry-run", "--f2f-cam", F2F, "--package-manager", pm, "--no-tray")
+    install = next(line for line in r.stdout.splitlines() if line.startswith(f"would run: {pm} ") and "update" not in line)
+    assert "gtk3" not in install and "gir1.2-gtk-3.0" not in install, install
+    assert "skip: tray menus (--no-tray)" in r.stdout
+
+
+def test_linux_apt_on_debian_12_takes_girepository_1(fake, box):
+    (fake.bin / "apt-cache").write_text('#!/bin/sh\ncase "$*" in *girepository-2.0*) exit 100;; esac\nexit 0\n')
+    r = linux(fake, box, "--dry-run", "--f2f-cam", F2F, "--package-manager", "apt-get")
+    assert "libgirepository1.0-dev" in r.stdout and "libgirepository-2.0-dev" not in r.stdout
+
+
+def _venv_f2f_cam(fake, tmp_path, has_gi: bool, venv: bool = True) -> Path:
+    """An f2f-cam console script whose #! names a fake venv Python that logs its calls."""
+    py = tmp_path / "venv" / "bin" / "python"
+    py.parent.mkdir(parents=True)
+    py.write_text(f'''#!/bin/sh
+case "$*" in
+    *"import gi"*) exit {0 if has_gi else 1} ;;
+    *sys.prefix*) exit {0 if venv else 1} ;;
+esac
+echo "venv-python $*" >> "{fake.log}"
+''')
+    py.chmod(0o755)
+    exe = py.parent / "f2f-cam"
+    exe.write_text(f"#!{py}\nimport f2f_cam\n")
+    exe.chmod(0o755)
+    return exe
+
+
+@pytest.mark.parametrize("gir2, requirement", [(False, "PyGObject<3.51"), (True, "PyGObject")])
+def test_linux_installs_pygobject_into_f2f_cams_python(fake, box, tmp_path, gir2, requirement):
+    (fake.bin / "pkg-config").write_text(f"#!/bin/sh\nexit {0 if gir2 else 1}\n")
+    (fake.bin / "pkg-config").chmod(0o755)
+    exe = _venv_f2f_cam(fake, tmp_path, has_gi=False)
+    r = linux(fake, box, "--no-packages", "--f2f-cam", str(exe), "--dry-run")
+    quoted = requirement.replace("<", "\\<")  # copy-pasteable, as printf %q writes it
+    assert f"would run: {exe.parent / 'python'} -m pip install {quoted}" in r.stdout, r.stdout
+    r = linux(fake, box, "--no-packages", "--f2f-cam", str(exe))
+    assert r.returncode == 0, r.stderr
+    assert f"venv-python -m pip install {requirement}" in fake.calls()
+
+
+def test_linux_pygobject_already_there_or_system_python(fake, box, tmp_path):
+    exe = _venv_f2f_cam(fake, tmp_path, has_gi=True)
+    r = linux(fake, box, "--no-packages", "--f2f-cam", str(exe))
+    assert "already configured: PyGObject with GTK 3" in r.stdout
+    assert not any(c.startswith("venv-python") for c in fake.calls())
+    system = _venv_f2f_cam(fake, tmp_path / "sys", has_gi=False, venv=False)
+    r = linux(fake, box, "--no-packages", "--f2f-cam", str(system))
+    assert r.returncode == 0 and "python3-gi" in r.stderr
+    assert not any(c.startswith("venv-python") for c in fake.calls())
 
 
 def test_linux_asks_sudo_for_the_system_part_when_not_root(fake):

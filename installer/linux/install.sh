@@ -13,7 +13,7 @@ CARD_LABEL="Face2Face Cam"
 UNIT_NAME="f2f-cam.service"
 RELOAD_HINT="sudo modprobe -r v4l2loopback && sudo modprobe v4l2loopback"
 
-DRY_RUN=0 UNINSTALL=0 ROOT=/ USER_HOME="" NO_PACKAGES=0 NO_AUTOSTART=0
+DRY_RUN=0 UNINSTALL=0 ROOT=/ USER_HOME="" NO_PACKAGES=0 NO_AUTOSTART=0 NO_TRAY=0 FORCED_PM=""
 VIDEO_NR=10 EXCLUSIVE_CAPS=1 F2F_CAM="" SYSTEM_ONLY=0
 
 # PROBE=1: run the steps silently, only to learn whether any would change something
@@ -43,6 +43,9 @@ Options:
                         the invoking user's home)
   --no-packages         do not install packages (apt-get, dnf or pacman)
   --no-autostart        do not write the systemd user service and autostart entry
+  --no-tray             do not install what tray menus need (GTK 3, AppIndicator,
+                        PyGObject in f2f-cam's Python)
+  --package-manager PM  apt-get, dnf or pacman (default: the first one found)
   --video-nr N          device number: /dev/videoN (default 10, so the real webcam
                         keeps /dev/video0)
   --exclusive-caps 0|1  v4l2loopback exclusive_caps (default 1: what Chrome and Zoom
@@ -173,8 +176,9 @@ while [ $# -gt 0 ]; do
         --uninstall) UNINSTALL=1 ;;
         --no-packages) NO_PACKAGES=1 ;;
         --no-autostart) NO_AUTOSTART=1 ;;
+        --no-tray) NO_TRAY=1 ;;
         --system-only) SYSTEM_ONLY=1 ;;  # internal: the part re-run through sudo
-        --root | --user-home | --video-nr | --exclusive-caps | --f2f-cam)
+        --root | --user-home | --video-nr | --exclusive-caps | --f2f-cam | --package-manager)
             need_value "$1" $#
             opt=$1 val=$2
             shift
@@ -186,6 +190,7 @@ while [ $# -gt 0 ]; do
         --video-nr=*) VIDEO_NR=${1#*=} ;;
         --exclusive-caps=*) EXCLUSIVE_CAPS=${1#*=} ;;
         --f2f-cam=*) F2F_CAM=${1#*=} ;;
+        --package-manager=*) FORCED_PM=${1#*=} ;;
         -h | --help) usage; exit 0 ;;
         *) usage_error "unknown option: $1" ;;
     esac
@@ -199,6 +204,10 @@ if [ "${#VIDEO_NR}" -gt 3 ] || [ "$((10#$VIDEO_NR))" -gt 255 ]; then
     usage_error "--video-nr must be a number from 0 to 255, not '$VIDEO_NR'"
 fi
 VIDEO_NR=$((10#$VIDEO_NR))
+case $FORCED_PM in
+    '' | apt-get | dnf | pacman) ;;
+    *) usage_error "--package-manager must be apt-get, dnf or pacman, not '$FORCED_PM'" ;;
+esac
 case $EXCLUSIVE_CAPS in
     0 | 1) ;;
     *) usage_error "--exclusive-caps must be 0 or 1, not '$EXCLUSIVE_CAPS'" ;;
@@ -214,7 +223,8 @@ MODPROBE_CONF=$(sys_path /etc/modprobe.d/f2f-cam.conf)
 
 # -- system part: packages, module configuration, module loaded --------------------
 detect_pm() {
-    if command -v apt-get >/dev/null 2>&1; then PKG_MANAGER=apt-get
+    if [ -n "$FORCED_PM" ]; then PKG_MANAGER=$FORCED_PM
+    elif command -v apt-get >/dev/null 2>&1; then PKG_MANAGER=apt-get
     elif command -v dnf >/dev/null 2>&1; then PKG_MANAGER=dnf
     elif command -v pacman >/dev/null 2>&1; then PKG_MANAGER=pacman
     else PKG_MANAGER=""
@@ -236,6 +246,32 @@ pm_packages() {  # the packages for PKG_MANAGER, one per line
             base="/usr/lib/modules/$(uname -r)/pkgbase"
             if [ -r "$base" ]; then printf '%s-headers\n' "$(cat "$base")"; fi
             ;;
+    esac
+    if [ "$NO_TRAY" = 0 ]; then tray_packages; fi
+}
+
+# What tray menus need: the GTK 3 and AppIndicator (Ayatana) typelibs, and what
+# `pip install PyGObject` builds against (a C compiler, Python headers, cairo,
+# gobject-introspection: girepository-1.0 on Debian 12 / Ubuntu 22.04, 2.0 where GLib
+# is 2.80 or newer). Keep in step with f2f_cam/desktop.py (TRAY_PACKAGES).
+tray_packages() {
+    case $PKG_MANAGER in
+        apt-get)
+            printf '%s\n' pkg-config gcc python3-dev libcairo2-dev gir1.2-gtk-3.0
+            if apt-cache show libgirepository-2.0-dev >/dev/null 2>&1; then
+                printf '%s\n' libgirepository-2.0-dev
+            else
+                printf '%s\n' libgirepository1.0-dev
+            fi
+            if apt-cache show gir1.2-ayatanaappindicator3-0.1 >/dev/null 2>&1; then
+                printf '%s\n' gir1.2-ayatanaappindicator3-0.1
+            else
+                printf '%s\n' gir1.2-appindicator3-0.1
+            fi
+            ;;
+        dnf) printf '%s\n' pkgconf-pkg-config gcc python3-devel cairo-devel cairo-gobject-devel \
+            gobject-introspection-devel gtk3 libayatana-appindicator-gtk3 ;;
+        pacman) printf '%s\n' pkgconf gcc cairo gobject-introspection gtk3 libayatana-appindicator ;;
     esac
 }
 
@@ -511,6 +547,53 @@ user_uninstall() {
     remove_file "$DESKTOP_FILE"
 }
 
+# -- tray menus: PyGObject in f2f-cam's own Python ------------------------------------
+f2f_cam_python() {  # the interpreter on f2f-cam's #! line (a venv's python for a pip install)
+    local line
+    IFS= read -r line <"$F2F_CAM" 2>/dev/null || return 1
+    case $line in '#!'/*) ;; *) return 1 ;; esac
+    line=${line#'#!'}
+    line=${line%% *}
+    [ -x "$line" ] && printf '%s' "$line"
+}
+
+pygobject_requirement() {  # PyGObject 3.51+ needs girepository-2.0 (GLib 2.80+)
+    if command -v pkg-config >/dev/null 2>&1 && pkg-config --exists girepository-2.0 2>/dev/null; then
+        printf '%s' "PyGObject"
+    else
+        printf '%s' "PyGObject<3.51"
+    fi
+}
+
+as_target_user() {  # run_cmd ARGS as the user who owns the home (pip must not write root's files there)
+    if [ "$TARGET_USER" = "$(id -un)" ]; then run_cmd "$@"; else run_cmd runuser -u "$TARGET_USER" -- "$@"; fi
+}
+
+pygobject_step() {
+    if [ "$NO_TRAY" = 1 ]; then say "skip: tray menus (--no-tray)"; return; fi
+    if [ -z "$F2F_CAM" ] && ! command -v f2f-cam >/dev/null 2>&1; then
+        warn "f2f-cam is not on PATH: PyGObject (tray menus) not installed; rerun with --f2f-cam /path/to/.venv/bin/f2f-cam"
+        return
+    fi
+    resolve_f2f_cam
+    local py req
+    if ! py=$(f2f_cam_python); then
+        warn "cannot tell which Python runs $F2F_CAM: install PyGObject into it yourself for tray menus ($(pygobject_requirement))"
+        return
+    fi
+    if "$py" -c "import gi; gi.require_version('Gtk', '3.0')" >/dev/null 2>&1; then
+        say "already configured: PyGObject with GTK 3 in $py (tray menus)"
+        return
+    fi
+    if ! "$py" -c "import sys; sys.exit(sys.prefix == sys.base_prefix)" 2>/dev/null; then
+        warn "f2f-cam runs on the system Python ($py): install your distribution's python3-gi (PyGObject) for tray menus"
+        return
+    fi
+    req=$(pygobject_requirement)
+    as_target_user "$py" -m pip install "$req" \
+        || FAILED="pip install $req failed (see above): the tray has no menus until it works; the system packages it builds against come with this script's package step"
+}
+
 # -- main --------------------------------------------------------------------------
 # The system part needs root when it has something to change in the running system.
 system_needs_root() {
@@ -568,7 +651,7 @@ if [ "$UNINSTALL" = 1 ]; then
 else
     if [ "$SYSTEM_ONLY" = 0 ] && [ "$NO_AUTOSTART" = 0 ]; then resolve_f2f_cam; fi  # fail early
     run_system
-    if [ "$SYSTEM_ONLY" = 0 ]; then user_part; fi
+    if [ "$SYSTEM_ONLY" = 0 ]; then user_part; pygobject_step; fi
 fi
 
 if [ -n "$FAILED" ]; then die "$FAILED"; fi
