@@ -20,11 +20,11 @@ from f2f_cam.registry import LAYOUTS, PRECISIONS, RETARGET_MODES, check_device
 
 class SettingError(UserError):
     """A setting with a bad value. The one place its line is worded: ``where`` is
-    ``invalid setting daemon.fps`` here, ``config file PATH: [daemon] fps`` from a file."""
+    ``invalid setting daemon.fps`` by default, ``config file PATH: [daemon] fps`` from a file."""
 
-    def __init__(self, section: str, key: str, value: Any, wanted: str):
+    def __init__(self, section: str, key: str, value: Any, wanted: str, where: str | None = None):
         self.section, self.key, self.value, self.wanted = section, key, value, wanted
-        super().__init__(self.line(f"invalid setting {section}.{key}"))
+        super().__init__(self.line(where or f"invalid setting {section}.{key}"))
 
     def line(self, where: str) -> str:
         return f"{where} = {self.value!r}: {self.wanted}"
@@ -82,6 +82,10 @@ def _size(v):
         w, h = parse_size(v)  # words its own error: "invalid size 'big'; write it as ..."
     except UserError as e:
         raise _Refused(str(e)) from None
+    odd = [side for side, n in (("width", w), ("height", h)) if n % 2]
+    if odd:  # Chrome/WebRTC refuse the device's frames, and H.264 in yuv420p cannot encode them
+        raise _Refused(f"{' and '.join(odd)} must be even (Chrome and video files refuse odd sizes); "
+                       "use {}x{}".format(*even_size((w, h))))
     return f"{w}x{h}"
 
 
@@ -202,13 +206,18 @@ def load_config(path: Path, section: str = "pipeline", cls=PipelineConfig):
                         f"known: {', '.join(sorted(known))}")
     try:
         return cls(**data)
-    except SettingError as e:
-        raise UserError(e.line(f"config file {path}: [{section}] {e.key}")) from None
+    except SettingError as e:  # the same error, its line naming the file
+        raise SettingError(e.section, e.key, e.value, e.wanted, f"config file {path}: [{section}] {e.key}") from None
 
 
 def merge(base, **overrides):
     """``base`` with every override that is not None (checked like the rest)."""
     return dataclasses.replace(base, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def even_size(size: tuple[int, int]) -> tuple[int, int]:
+    """Each side rounded down to even: what H.264 in yuv420p and Chrome take."""
+    return size[0] - size[0] % 2, size[1] - size[1] % 2
 
 
 def parse_size(value: str) -> tuple[int, int]:

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 from f2f_cam.errors import UserError, one_line
 from f2f_cam.system import display_problem, native_bf16
@@ -30,11 +31,19 @@ def _check(name: str, status: str, summary: str, fix: str | None = None, essenti
             "details": details}
 
 
+def all_checks() -> tuple:
+    """Every check, in report order (the known traps live in ``doctor_traps``)."""
+    from f2f_cam import doctor_traps as traps
+
+    return (check_landmark_model, check_personas, traps.check_config_file, check_virtual_camera,
+            traps.check_virtual_camera_driver, check_cameras, traps.check_video_apps, check_torch,
+            check_compiler, check_display_and_tray, check_daemon)
+
+
 def run_checks() -> dict:
     """All checks; ``ok`` is False when an essential one has a problem."""
     checks = []
-    for fn in (check_landmark_model, check_personas, check_virtual_camera, check_cameras, check_torch,
-               check_compiler, check_display_and_tray, check_daemon):
+    for fn in all_checks():
         t0 = time.monotonic()
         try:
             result = fn()
@@ -52,9 +61,9 @@ def run_checks() -> dict:
 def format_report(report: dict) -> str:
     lines = [f"f2f-cam doctor: {report['platform']}"]
     for c in report["checks"]:
-        lines.append(f"  {c['status']:<8} {c['name']:<17} {c['summary']}")
+        lines.append(f"  {c['status']:<8} {c['name']:<21} {c['summary']}")
         if c["fix"] and c["status"] != "ok":
-            lines.append(f"  {'':<8} {'':<17} fix: {c['fix']}")
+            lines.append(f"  {'':<8} {'':<21} fix: {c['fix']}")
     lines.append("essentials work: " + ("yes" if report["ok"] else
                                         "NO (see the problems marked essential above)"))
     return "\n".join(lines)
@@ -180,18 +189,14 @@ def camera_candidates() -> list:
             and "dummy video device" not in labels.get(d, "").lower()]
 
 
-def check_cameras() -> dict:
+def _probe_cameras(candidates: list) -> list[dict]:
+    """{"camera", "works", "size" or "why"} per candidate, probed in parallel threads
+    that all get CAMERA_TIMEOUT together (a hung camera is left behind, not waited for)."""
     import cv2
 
-    fix = ("plug in a webcam and check that no other app holds it; without one, "
-           "`f2f-cam run --camera VIDEO_FILE` plays a video file as the camera")
-    candidates = camera_candidates()
-    if not candidates:
-        return _check("cameras", "note", "none found (no /dev/video* devices)", fix, cameras=[])
     level = cv2.utils.logging.getLogLevel()
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)  # no WARN line per missing index
     try:
-        results = []
         threads = []
         for spec in candidates:
             out = {"camera": spec, "works": False}
@@ -203,15 +208,40 @@ def check_cameras() -> dict:
             t.join(max(0.0, deadline - time.monotonic()))
             if t.is_alive():
                 out["why"] = f"did not answer within {CAMERA_TIMEOUT:g} s"
-            results.append(out)
     finally:
         cv2.utils.logging.setLogLevel(level)
+    return [out for _, out in threads]
+
+
+def check_cameras(candidates: list | None = None, proc: Path = Path("/proc")) -> dict:
+    """Which cameras give a frame; for one that does not, the process that holds it."""
+    from f2f_cam.doctor_traps import device_holders
+
+    fix = ("plug in a webcam and check that no other app holds it; without one, "
+           "`f2f-cam run --camera VIDEO_FILE` plays a video file as the camera")
+    candidates = camera_candidates() if candidates is None else candidates
+    if not candidates:
+        return _check("cameras", "note", "none found (no /dev/video* devices)", fix, cameras=[])
+    results = _probe_cameras(candidates)
+    failed = [r for r in results if not r["works"] and isinstance(r["camera"], str)]  # a device path
+    holders = device_holders([r["camera"] for r in failed], proc) if failed else {}
+    busy = []
+    for r in failed:
+        if holders.get(r["camera"]):
+            r["held_by"] = [{"pid": pid, "name": name} for pid, name in holders[r["camera"]]]
+            r["why"] = "busy: held by " + ", ".join(f"{h['name']} (pid {h['pid']})" for h in r["held_by"])
+            busy.append(r)
+    if busy:
+        holder = busy[0]["held_by"][0]
+        fix = f"close {holder['name']} (pid {holder['pid']}) or pick another camera with --camera"
     working = [r for r in results if r["works"]]
     if not working:
         tried = ", ".join(str(c) for c in candidates)
-        return _check("cameras", "note", f"none works (tried {tried}: {results[0].get('why', '?')})", fix,
-                      cameras=results)
+        return _check("cameras", "note", f"none works (tried {tried}: {(busy or results)[0].get('why', '?')})",
+                      fix, cameras=results)
     names = ", ".join(f"{r['camera']} ({r['size'][0]}x{r['size'][1]})" for r in working)
+    if busy:
+        return _check("cameras", "note", f"{names}; {busy[0]['camera']} is {busy[0]['why']}", fix, cameras=results)
     return _check("cameras", "ok", names, cameras=results)
 
 
@@ -257,39 +287,44 @@ def check_compiler() -> dict:
 
 
 def check_display_and_tray() -> dict:
+    """The tray backend this desktop gets (``f2f_cam.desktop``, in a process of its own:
+    PyGObject and Xlib can hang on a broken display), what menus still need here, and
+    the session bus and notification service it uses."""
     display = os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
     headless_fix = "run `f2f-cam run --no-tray` and control it with `f2f-cam ctl`"
     problem = display_problem()
     if problem:
         return _check("display and tray", "note", f"no display ({problem}): no tray icon "
                       "and no preview window", headless_fix, display=None)
-    code = ("import json, pystray\n"
-            "info = {'backend': pystray.Icon.__module__.rsplit('.', 1)[-1].lstrip('_'),"
-            " 'has_menu': bool(pystray.Icon.HAS_MENU), 'system_tray': None}\n"
-            "if info['backend'] == 'xorg':\n"
-            "    from f2f_cam.tray import x_has_system_tray\n"
-            "    info['system_tray'] = x_has_system_tray()\n"
-            "print(json.dumps(info))")
+    if sys.platform in ("win32", "darwin"):
+        return _check("display and tray", "ok", "the system tray (menu bar) with menus", display=display)
     try:
-        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=TRAY_TIMEOUT)
+        proc = subprocess.run([sys.executable, "-m", "f2f_cam.desktop"], capture_output=True, text=True,
+                              timeout=TRAY_TIMEOUT)
     except subprocess.TimeoutExpired:
-        return _check("display and tray", "problem", f"`import pystray` did not finish within {TRAY_TIMEOUT:g} s",
+        return _check("display and tray", "problem", f"asking the desktop for its tray took over {TRAY_TIMEOUT:g} s",
                       headless_fix, display=display)
     if proc.returncode != 0:
         err = (proc.stderr.strip().splitlines() or ["?"])[-1]
-        return _check("display and tray", "problem", f"pystray cannot start: {err}", headless_fix, display=display)
+        return _check("display and tray", "problem", f"asking the desktop for its tray failed: {err}",
+                      headless_fix, display=display)
+    from f2f_cam.desktop import menus_fix
+
     info = json.loads(proc.stdout.strip().splitlines()[-1])
-    if info["system_tray"] is False:
-        return _check("display and tray", "note", f"display {display}, but no system tray is running: "
-                      "`f2f-cam run` runs without an icon", "start your desktop's panel or a tray such as "
-                      "trayer, or use `f2f-cam ctl`", display=display, **info)
-    if not info["has_menu"]:
-        return _check("display and tray", "note", f"display {display}; the tray ({info['backend']} backend) shows "
-                      "an icon but no menus", "install PyGObject with GTK 3 (Debian: python3-gi "
-                      "gir1.2-gtk-3.0, then `pip install PyGObject`) for menus, or use `f2f-cam ctl`",
-                      display=display, **info)
-    return _check("display and tray", "ok", f"display {display}; tray with menus ({info['backend']} backend)",
-                  display=display, **info)
+    services = (("session bus yes" if info["bus"] else "no D-Bus session bus") + ", "
+                + ("notifications yes" if info["notifications"] else "no notification service"))
+    if info["backend"] is None:
+        fix = (menus_fix(info["missing"]) if "AppIndicator" in info["missing"] else
+               "start your desktop's panel (on GNOME: enable the AppIndicator extension, "
+               "gnome-shell-extension-appindicator), or use `f2f-cam ctl`")
+        return _check("display and tray", "note", f"display {display}, {info['why']}: `f2f-cam run` runs without "
+                      f"an icon; {services}", fix, **info)
+    if info["missing"]:
+        return _check("display and tray", "note", f"display {display}; tray icon without menus ({info['backend']} "
+                      f"backend: {info['why']}); {services}", menus_fix(info["missing"]) + ", or use `f2f-cam ctl`",
+                      **info)
+    return _check("display and tray", "ok", f"display {display}; tray with menus ({info['backend']} backend: "
+                  f"{info['why']}); {services}", **info)
 
 
 def _daemon_running() -> bool:
@@ -303,14 +338,21 @@ def _daemon_running() -> bool:
 
 
 def check_daemon() -> dict:
+    """Whether the daemon runs and answers; its log file either way (where to look when
+    it stopped or misbehaves)."""
+    from f2f_cam import paths
     from f2f_cam.control import ControlClient
 
+    log = paths.daemon_log()
+    where = f"log: {log}" + ("" if log.is_file() else " (not written yet)")
     if not _daemon_running():
-        return _check("daemon", "ok", "not running (start it with `f2f-cam run`)", running=False)
+        return _check("daemon", "ok", f"not running (start it with `f2f-cam run`); {where}", running=False,
+                      log=str(log))
     try:
         st = ControlClient(timeout=3).request("status")["status"]
     except UserError as e:
-        return _check("daemon", "problem", f"running but not answering ({e})",
-                      "stop it (kill its pid, in the lock file) and start it again", running=True)
+        return _check("daemon", "problem", f"running but not answering ({e}); {where}",
+                      "stop it (kill its pid, in the lock file) and start it again", running=True, log=str(log))
     return _check("daemon", "ok", f"running (pid {st['pid']}): persona {st['persona']}, layout {st['layout']}, "
-                  f"camera {st['camera']}, {st['fps']:.0f} fps", running=True, daemon_status=st)
+                  f"camera {st['camera']}, {st['fps']:.0f} fps; {where}", running=True, daemon_status=st,
+                  log=str(log))

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from f2f_cam.compositor import side_by_side_size
-from f2f_cam.config import PipelineConfig
+from f2f_cam.config import PipelineConfig, even_size
 from f2f_cam.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -19,11 +19,6 @@ log = logging.getLogger(__name__)
 def default_size(layout: str, camera_size: tuple[int, int]) -> tuple[int, int]:
     """The input's size, or camera | sketch | face at the input's height."""
     return side_by_side_size(camera_size) if layout == "side-by-side" else camera_size
-
-
-def even(size: tuple[int, int]) -> tuple[int, int]:
-    # H.264 in yuv420p needs even sides.
-    return size[0] - size[0] % 2, size[1] - size[1] % 2
 
 
 def convert_video(input_path: str | Path, output_path: str | Path, cfg: PipelineConfig,
@@ -41,7 +36,7 @@ def convert_video(input_path: str | Path, output_path: str | Path, cfg: Pipeline
     with open_source(input_path) as src:
         if output_path.exists() and output_path.resolve() == input_path.resolve():
             raise UserError("the output would overwrite the input; choose another -o path")
-        out_size = even(size or default_size(cfg.layout, src.size))
+        out_size = even_size(size or default_size(cfg.layout, src.size))
         if min(out_size) < 16:
             raise UserError(f"output size {out_size[0]}x{out_size[1]} is too small")
         with build_pipeline(cfg, out_size) as pipe, \

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from f2f_cam import doctor
+from f2f_cam import doctor, paths
 from f2f_cam.cli import main
 from f2f_cam.errors import UserError
 
@@ -21,8 +21,9 @@ def test_doctor_reports_and_gives_fixes(installed_persona):
     report = json.loads(proc.stdout)
     checks = by_name(report)
     assert report["ok"] is True
-    assert set(checks) == {"landmark model", "personas", "virtual camera", "cameras", "torch",
-                           "compiled generator", "display and tray", "daemon"}
+    assert [c["name"] for c in report["checks"]] == [
+        "landmark model", "personas", "config file", "virtual camera", "virtual camera driver", "cameras",
+        "video apps", "torch", "compiled generator", "display and tray", "daemon"]
     # The tests turn compiling off (F2F_CAM_COMPILE=0): doctor says so, with the way back.
     assert checks["compiled generator"]["status"] == "note" and "F2F_CAM_COMPILE" in checks["compiled generator"]["fix"]
     assert checks["landmark model"]["status"] == "ok" and checks["landmark model"]["essential"]
@@ -115,6 +116,12 @@ def test_doctor_beside_a_running_daemon(installed_persona, talking_head, tmp_pat
         assert daemon["status"] == "ok" and daemon["details"]["running"] is True, daemon
         assert f"pid {proc.pid}" in daemon["summary"] and "layout camera" in daemon["summary"]
         assert daemon["details"]["daemon_status"]["persona"] == installed_persona.name
+        # Its log, named by the check, is the file the daemon writes.
+        log = paths.daemon_log()
+        assert daemon["details"]["log"] == str(log) and daemon["summary"].endswith(f"; log: {log}")
+        assert log.is_file() and log.stat().st_size > 0
+        video_apps = {c["name"]: c for c in json.loads(out.stdout)["checks"]}["video apps"]
+        assert video_apps["status"] == "ok" and "f2f-cam runs" in video_apps["summary"]
         text = run_cli("doctor")
         assert "Traceback" not in text.stderr and f"running (pid {proc.pid})" in text.stdout
     finally:

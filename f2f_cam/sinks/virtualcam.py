@@ -21,13 +21,14 @@ CARD_LABEL = "Face2Face Cam"
 BUILTIN_BACKENDS = ("v4l2loopback", "obs", "unitycapture")
 BACKEND_CHOICES = ("auto",) + BUILTIN_BACKENDS
 SYSFS_V4L = Path("/sys/class/video4linux")
+LINUX_INSTALLER = "installer/linux/install.sh"  # in a checkout; sets up v4l2loopback as CARD_LABEL
 
 
 def how_to_get_a_backend(system: str | None = None) -> str:
     """One line, for this OS, on how to get a virtual camera (the installer does it)."""
     system = system or platform.system()
     if system == "Linux":
-        return ("install v4l2loopback: `sudo installer/linux/install.sh`, or "
+        return (f"install v4l2loopback: `sudo {LINUX_INSTALLER}`, or "
                 f"`sudo modprobe v4l2loopback card_label=\"{CARD_LABEL}\" exclusive_caps=1` "
                 "(Debian/Ubuntu package: v4l2loopback-dkms)")
     if system == "Windows":
