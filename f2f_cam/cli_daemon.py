@@ -48,6 +48,9 @@ def run(camera, output, backend, device, size, fps, persona, layout, retarget, m
     cfg = merge(load_config(config_file, "daemon", DaemonConfig), camera=camera, output=output,
                 backend=backend, device=device, size=size, fps=fps, mirror=mirror,
                 tray=False if no_tray else None)
+    hint = first_run_hint(pipe_cfg)
+    if hint:
+        click.echo(f"f2f-cam: {hint}", err=True)
     s = serve(cfg, pipe_cfg, seconds=seconds)
     out = s["output"] or {}
     latency = f"{s['latency_ms']:.0f} ms" if s["latency_ms"] is not None else "-"
@@ -55,6 +58,20 @@ def run(camera, output, backend, device, size, fps, persona, layout, retarget, m
                f"{out.get('kind', '?')} {out.get('device', '')} ({s['fps']:.1f} fps), "
                f"{s['frames_processed']} processed ({s['processed_fps']:.1f} fps), "
                f"{s['dropped']} dropped, latency {latency}")
+
+
+def first_run_hint(pipe_cfg) -> str | None:
+    """What to do next when the persona shown is the bundled demo: the user has none of
+    their own yet. None when they have one, named one, or show no persona at all."""
+    from f2f_cam.persona import PersonaStore
+
+    if pipe_cfg.layout not in ("persona", "side-by-side") or pipe_cfg.persona:
+        return None
+    store = PersonaStore()
+    if store.own_names() or not store.names():  # none at all: the daemon's error says what to do
+        return None
+    return (f"no persona of your own yet (showing the demo: {', '.join(store.names())}); make one from a 1-3 minute video of a face: "
+            "`f2f-cam train VIDEO --name NAME`, or import one: `f2f-cam personas import FILE.f2f`")
 
 
 # -- ctl: one subcommand per entry of f2f_cam.commands.COMMANDS ------------------------
@@ -108,11 +125,10 @@ def format_status(st: dict) -> str:
 def _add_ctl_command(command) -> None:
     """``f2f-cam ctl NAME [ARG]`` for one entry of the command table."""
     def send(arg=None) -> None:
+        from f2f_cam.commands import reply_text
+
         reply = _request(command.name, arg.lower() if command.arg == "on/off" else arg)
-        value = reply.get("status", {}).get(command.shows) if command.shows else None
-        if isinstance(value, bool):
-            value = "on" if value else "off"
-        click.echo(reply.get("message") or f"{command.shows}: {value}")
+        click.echo(reply_text(command.name, reply))
 
     params = []
     if command.arg == "on/off":

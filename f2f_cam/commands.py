@@ -90,6 +90,18 @@ COMMANDS: Registry[Command] = Registry("command", {c.name: c for c in (
 )})
 
 
+def reply_text(cmd: str, reply: dict) -> str:
+    """A command's reply in one line (``ctl`` prints it, the preview window shows it):
+    its message, else the status field it changed ("mirror: on")."""
+    if reply.get("message"):
+        return reply["message"]
+    shows = COMMANDS[cmd].shows
+    value = reply.get("status", {}).get(shows) if shows else None
+    if isinstance(value, bool):
+        value = "on" if value else "off"
+    return f"{shows}: {value}"
+
+
 def dispatch(daemon, cmd: str, arg=None) -> dict:
     """One control request -> the reply's fields: the new status, and a message."""
     message = COMMANDS[cmd](daemon, arg)

@@ -70,7 +70,9 @@ class DaemonStatus:
     error: str | None  # why the daemon stopped on its own, if it did
 
     def as_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """The fields, and ``state`` (so clients such as the preview window need not
+        work it out again)."""
+        return {**dataclasses.asdict(self), "state": self.state}
 
     @property
     def state(self) -> str:
@@ -185,18 +187,21 @@ class Daemon:
 
         sink = None
         try:
-            self._lock = InstanceLock(ensure_runtime_dir())
+            runtime = ensure_runtime_dir()
+            self._lock = InstanceLock(runtime)
             self._lock.acquire()
             split_threads()  # before the generator loads: it keeps the count for its own thread
             self.pipe = build_pipeline(self.pipeline_cfg, self.size, detector_mode="video", compile="background")
+            # A preview window's keys and overlay talk to this daemon over the control socket.
+            control = runtime if self._use_control else None
             sink = open_sink(self.cfg.output, self.size, self.cfg.fps, backend=self.cfg.backend,
-                             device=self.cfg.device)
-            self.preview = PreviewTap(self.size)
+                             device=self.cfg.device, control=control)
+            self.preview = PreviewTap(self.size, control=control)
             self.output = PacedOutput(sink, self.cfg.fps, clock_origin=self._t0, on_stop=self._output_stopped,
                                       tap=self.preview)
             self.capture = Capture(self._open_source, first=self._open_first(), retry_s=self.cfg.retry_seconds)
             if self._use_control:
-                self.control = ControlServer(self._handle)
+                self.control = ControlServer(self._handle, runtime)
         except BaseException:
             if sink is not None and hasattr(sink, "abort"):
                 sink.abort()  # a file output that never got a frame: leave nothing behind

@@ -363,6 +363,10 @@ class PersonaStore:
     def names(self) -> list[str]:
         return sorted(self._folders())
 
+    def own_names(self) -> list[str]:
+        """The user's own personas (not the bundled ones)."""
+        return sorted(name for name, (_, bundled) in self._folders().items() if not bundled)
+
     def list(self) -> list[Persona | tuple[str, Path, str]]:
         """Every persona, validated; broken ones come back as (name, path, problem)."""
         out: list = []

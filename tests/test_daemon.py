@@ -466,7 +466,25 @@ def test_run_without_a_virtual_camera_says_how_to_get_one(talking_head, installe
     err = proc.stderr.strip()
     assert proc.returncode == 1 and len(err.splitlines()) == 1
     assert "no virtual camera could be opened" in err and "sudo modprobe v4l2loopback" in err
-    assert "installer/linux/install.sh" in err
+    assert "installer/linux/install.sh" in err and "--output window" in err
+
+
+def test_first_run_without_a_persona_of_ones_own_says_how_to_make_one(talking_head, with_bundled, tmp_path):
+    args = ("run", "--no-tray", "--camera", talking_head[0], "--output", str(tmp_path / "o.mp4"),
+            "--size", "320x180", "--seconds", "1")
+    proc = run_cli(*args)
+    assert proc.returncode == 0, proc.stderr
+    hint = [line for line in proc.stderr.splitlines() if "no persona of your own" in line]
+    assert len(hint) == 1 and "astronaut" in hint[0] and "`f2f-cam train VIDEO --name NAME`" in hint[0], proc.stderr
+    # Asked for the demo by name, or showing no persona: nothing to say.
+    for extra in (("--persona", "astronaut"), ("--layout", "camera")):
+        assert "no persona of your own" not in run_cli(*args, *extra).stderr
+
+
+def test_no_hint_once_one_has_a_persona(talking_head, installed_persona, tmp_path):
+    proc = run_cli("run", "--no-tray", "--camera", talking_head[0], "--output", str(tmp_path / "o.mp4"),
+                   "--size", "320x180", "--seconds", "1")
+    assert proc.returncode == 0 and "no persona of your own" not in proc.stderr, proc.stderr
 
 
 def test_bad_options_are_user_errors(talking_head, tmp_path, capsys):

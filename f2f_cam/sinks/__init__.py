@@ -17,11 +17,14 @@ OUTPUTS = ("virtualcam", "window")  # or a video file, by its suffix
 
 
 def open_sink(output: str | Path, size: tuple[int, int], fps: Fraction | float, *, backend: str = "auto",
-              device: str | None = None, audio_from: str | Path | None = None, title: str = "Face2Face Cam"):
+              device: str | None = None, audio_from: str | Path | None = None, title: str = "Face2Face Cam",
+              control: Path | None = None):
     """The sink named by ``output``: "virtualcam", "window", or a video file path.
 
     A file is written under a temporary name and renamed by ``close()``; ``abort()``
-    (or an exception in its ``with`` block) leaves nothing behind.
+    (or an exception in its ``with`` block) leaves nothing behind. ``control``: the
+    running daemon's control folder, where a window's keys send their commands
+    (None: a window with no daemon behind it).
     """
     if str(output) == "virtualcam":
         from f2f_cam.sinks.virtualcam import VirtualCamSink
@@ -30,7 +33,7 @@ def open_sink(output: str | Path, size: tuple[int, int], fps: Fraction | float, 
     if str(output) == "window":
         from f2f_cam.sinks.window import PreviewWindow
 
-        return PreviewWindow(size, title)
+        return PreviewWindow(size, title, control=control)
     path = Path(output)
     if size[0] % 2 or size[1] % 2:
         raise UserError(f"a video file needs an even size, not {size[0]}x{size[1]}")
