@@ -314,3 +314,56 @@ def test_no_tray_host_runs_headless_and_quits_cleanly(installed_persona, talking
     assert proc.returncode == 0, stderr
     lines = [line for line in stderr.splitlines() if "tray" in line]
     assert len(lines) == 1 and "no tray icon: no system tray" in lines[0] and "f2f-cam ctl" in lines[0], stderr
+
+
+# -- doctor's tray line ------------------------------------------------------------------------
+
+def _doctor_sees(monkeypatch, probe: dict) -> dict:
+    """doctor's tray check, given what `python -m f2f_cam.desktop` found."""
+    from f2f_cam import doctor
+
+    monkeypatch.setenv("DISPLAY", ":1")
+    monkeypatch.setattr(doctor.sys, "platform", "linux")
+    monkeypatch.setattr(desktop, "package_manager", lambda: "apt-get")
+    d = found(**probe)
+    d.backend, d.why, d.missing = choose(d)
+    answer = subprocess.CompletedProcess([], 0, json.dumps(d.as_dict()), "")
+    monkeypatch.setattr(doctor.subprocess, "run", lambda *a, **kw: answer)
+    return doctor.check_display_and_tray()
+
+
+def test_doctor_names_the_package_a_half_install_lacks(monkeypatch):
+    c = _doctor_sees(monkeypatch, dict(xembed=True, gtk=False))  # PyGObject without GTK's typelib
+    assert c["status"] == "note" and "xorg backend" in c["summary"] and "without menus" in c["summary"]
+    assert "apt-get install -y gir1.2-gtk-3.0" in c["fix"] and "--no-tray" not in c["fix"]
+    c = _doctor_sees(monkeypatch, dict(sni_host=True, indicator=None))  # KDE, no AppIndicator typelib
+    assert c["status"] == "note" and "without an icon" in c["summary"]
+    assert "gir1.2-ayatanaappindicator3-0.1" in c["fix"]
+    c = _doctor_sees(monkeypatch, dict(xembed=True, gi=None, gtk=False, indicator=None))  # a bare venv
+    assert f"{sys.executable} -m pip install" in c["fix"] and "libcairo2-dev" in c["fix"]
+    c = _doctor_sees(monkeypatch, dict())  # GNOME without its extension
+    assert "gnome-shell-extension-appindicator" in c["fix"]
+
+
+def test_doctor_says_there_is_no_session_bus(x_display_with_tray, monkeypatch, tmp_path):
+    """For real: trayer, no bus. The tray works (gtk), and doctor says what is missing."""
+    from f2f_cam import doctor
+
+    _needs_menus()
+    monkeypatch.setenv("DISPLAY", x_display_with_tray)
+    monkeypatch.delenv("DBUS_SESSION_BUS_ADDRESS", raising=False)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+    c = doctor.check_display_and_tray()
+    assert c["status"] == "ok" and "gtk backend" in c["summary"], c
+    assert "no D-Bus session bus" in c["summary"] and "no notification service" in c["summary"]
+
+
+def test_doctor_sees_the_status_notifier_host(sni_desktop, monkeypatch):
+    from f2f_cam import doctor
+
+    _needs_menus()
+    display, address = sni_desktop
+    monkeypatch.setenv("DISPLAY", display)
+    monkeypatch.setenv("DBUS_SESSION_BUS_ADDRESS", address)
+    c = doctor.check_display_and_tray()
+    assert c["status"] == "ok" and "appindicator backend" in c["summary"] and "session bus yes" in c["summary"], c
