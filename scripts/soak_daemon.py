@@ -30,9 +30,11 @@ sys.path.insert(0, str(ROOT))
 
 
 class Recorder:
-    """pyvirtualcam backend: keeps the arrival time and a small copy of every frame."""
+    """pyvirtualcam backend: keeps the arrival time and (``keep_thumbs``) a small copy of
+    every frame."""
 
     last = None
+    keep_thumbs = True
 
     def __init__(self, *, width, height, fps, fourcc, device, **kw):
         self.width, self.height = width, height
@@ -41,7 +43,8 @@ class Recorder:
 
     def send(self, frame):
         self.times.append(time.monotonic())
-        self.thumbs.append(frame.reshape(self.height, self.width, 3)[::16, ::16].copy())
+        if self.keep_thumbs:
+            self.thumbs.append(frame.reshape(self.height, self.width, 3)[::16, ::16].copy())
 
     def close(self):
         pass
