@@ -10,7 +10,12 @@ Once per machine it becomes an AOTInductor package in the user cache folder:
 
 It runs through the library's C interface (``Compiled``), without Python's GIL.
 KEY hashes the generator's bytes, torch's version, the precision, the CPU features
-that change the code (AVX-512, bf16, AMX, VNNI) and ``CACHE_VERSION``. Loading a cached
+that change the code (AVX-512, bf16, AMX, VNNI) and ``CACHE_VERSION`` (``cache_facts``).
+Beside each library, ``KEY.json`` (written after it, once it is complete) repeats those
+facts with the library's size and SHA-256; a library is loaded only when its record
+matches this generator and this torch, and its bytes match the record (``check_package``):
+``dlopen`` of a truncated or foreign file can crash the process, so a stale, damaged or
+replaced entry is removed and compiled again, never loaded. Loading a cached
 package takes ~0.1 s; compiling one takes 10-40 s of 2 cores, so it never runs on the
 frame path: ``Compiler`` runs it in a background process at the lowest priority and the
 generator swaps it in between two frames once it is there (until then the eager bf16
@@ -35,7 +40,7 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-CACHE_VERSION = 2  # 1: with the sub-pixel decoder rewrite (dropped: slower compiled)
+CACHE_VERSION = 3  # 1: with the sub-pixel decoder rewrite (dropped: slower compiled); 3: KEY.json records
 _CPU_FEATURES = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_tile")
 
 
@@ -64,15 +69,67 @@ def _cpu_features() -> list[str]:
     return [f for f in _CPU_FEATURES if f in flags]
 
 
-def package_path(generator: Path, size: int, precision: str) -> Path:
-    """Where the compiled package for ``generator`` at ``precision`` lives in the cache."""
+def cache_facts(generator: Path, size: int, precision: str) -> dict:
+    """What a compiled package depends on: its key hashes these, its record repeats them."""
     import torch
 
+    return {"cache_version": CACHE_VERSION, "generator_sha256": _sha256(Path(generator)),
+            "torch": torch.__version__, "size": int(size), "precision": precision, "cpu": _cpu_features()}
+
+
+def package_path(generator: Path, size: int, precision: str) -> Path:
+    """Where the compiled package for ``generator`` at ``precision`` lives in the cache."""
     from f2f_cam.paths import cache_dir
 
-    h = hashlib.sha256(Path(generator).read_bytes())
-    h.update(json.dumps([CACHE_VERSION, torch.__version__, size, precision, _cpu_features()]).encode())
-    return cache_dir() / "generators" / f"{h.hexdigest()[:32]}.so"
+    key = hashlib.sha256(json.dumps(cache_facts(generator, size, precision), sort_keys=True).encode())
+    return cache_dir() / "generators" / f"{key.hexdigest()[:32]}.so"
+
+
+def record_path(package: Path) -> Path:
+    """``KEY.json``, the record beside ``KEY.so``."""
+    return Path(package).with_suffix(".json")
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def check_package(package: Path, generator: Path, size: int, precision: str) -> str | None:
+    """Why the cached library ``package`` must not be loaded for this generator, or None.
+
+    Checked before ``dlopen``: its record exists and names this generator, torch,
+    precision and CPU, and the library has the recorded size and SHA-256 (a truncated,
+    garbage or swapped file fails one of these)."""
+    try:
+        record = json.loads(record_path(package).read_text(encoding="utf-8"))
+        if not isinstance(record, dict):
+            raise ValueError("not an object")
+    except FileNotFoundError:
+        return "it has no record (left by an interrupted compile or an older f2f-cam)"
+    except (OSError, ValueError) as e:
+        return f"its record is unreadable ({type(e).__name__})"
+    want = cache_facts(generator, size, precision)
+    diff = [k for k in want if record.get(k) != want[k]]
+    if diff:
+        return "it was compiled for another " + ", ".join(diff).replace("_sha256", "")
+    try:
+        if package.stat().st_size != record.get("bytes"):
+            return f"it has {package.stat().st_size} bytes, its record says {record.get('bytes')}"
+        if _sha256(package) != record.get("sha256"):
+            return "its bytes do not match its record (SHA-256)"
+    except OSError as e:
+        return f"it cannot be read ({e.strerror or type(e).__name__})"
+    return None
+
+
+def discard(package: Path) -> None:
+    """Remove a cached library and its record (the next compile writes them again)."""
+    for p in (Path(package), record_path(package)):
+        p.unlink(missing_ok=True)
 
 
 # -- the graph ------------------------------------------------------------------------
@@ -140,7 +197,7 @@ def compile_package(generator: Path, size: int, precision: str, out: Path) -> Pa
 
     import torch
 
-    from f2f_cam.atomic import atomic_path
+    from f2f_cam.atomic import atomic_path, write_text
     from f2f_cam.persona import load_generator_file
 
     problem = compiler_problem()
@@ -149,6 +206,7 @@ def compile_package(generator: Path, size: int, precision: str, out: Path) -> Pa
     module = load_generator_file(Path(generator), size)
     ep = build(module, size, precision)
     out.parent.mkdir(parents=True, exist_ok=True)
+    record_path(out).unlink(missing_ok=True)  # the old record must not vouch for the new library
     with tempfile.TemporaryDirectory() as tmp, atomic_path(out) as part:
         package = Path(tmp) / "generator.pt2"
         # Under no_grad: with grad mode on, freezing leaves the convolutions unpacked (1.4x slower).
@@ -160,6 +218,9 @@ def compile_package(generator: Path, size: int, precision: str, out: Path) -> Pa
             if len(libs) != 1:
                 raise RuntimeError(f"the compiled package holds {len(libs)} libraries, not one")
             part.write_bytes(z.read(libs[0]))
+    # The record last, once the library is whole: without it the library is never loaded.
+    record = {**cache_facts(generator, size, precision), "bytes": out.stat().st_size, "sha256": _sha256(out)}
+    write_text(record_path(out), json.dumps(record, indent=1))
     return out
 
 
@@ -222,6 +283,7 @@ class Compiler:
 
     def __init__(self, generator: Path, size: int, precision: str, out: Path):
         self.out, self.error, self.seconds = out, None, None
+        self._facts = (generator, size, precision)
         self._loaded = None
         self._t0 = time.monotonic()
         cmd = [sys.executable, "-m", "f2f_cam.accel", str(generator), str(size), precision, str(out)]
@@ -242,6 +304,10 @@ class Compiler:
                 self.error = lines[-1] if lines else f"exit status {self._proc.returncode}"
                 log.warning("compiling the generator failed (%s); it runs uncompiled", self.error)
                 return
+            problem = check_package(self.out, *self._facts)
+            if problem:
+                discard(self.out)
+                raise RuntimeError(f"{self.out.name}: {problem}")
             self._loaded = Compiled(self.out)
             log.info("generator compiled in %.0f s: %s", self.seconds, self.out.name)
         except Exception as e:  # a broken package: say so, keep the eager path

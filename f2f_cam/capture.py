@@ -30,10 +30,14 @@ class Capture:
     ``open_source()`` returns an object with ``read(timeout) -> (t, frame) | None`` and
     ``close()`` (``sources.CameraSource``, ``sources.RealTimeSource``); ``first`` is one
     already opened (so that a missing file fails at start, in the caller's thread).
+    ``on_fail(why)``, for a source that does not come back (a video file, which fails
+    to read only where it is damaged), is called instead of retrying, and the thread ends.
     """
 
-    def __init__(self, open_source: Callable, first=None, retry_s: float = 1.0, stall_s: float = STALL_SECONDS):
+    def __init__(self, open_source: Callable, first=None, retry_s: float = 1.0, stall_s: float = STALL_SECONDS,
+                 on_fail: Callable[[str], None] | None = None):
         self._open = open_source
+        self._on_fail = on_fail
         self._source = first
         self.retry_s = retry_s
         self.stall_s = stall_s
@@ -101,6 +105,11 @@ class Capture:
             try:
                 item = src.read(timeout=self.stall_s)
             except Exception as e:
+                if self._on_fail is not None:
+                    self.state, self.problem = "lost", one_line(e)
+                    self._stop.set()
+                    self._on_fail(one_line(e))
+                    return
                 self._lost(f"read failed: {one_line(e)}")
                 return
             if item is None:

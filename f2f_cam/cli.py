@@ -6,9 +6,12 @@ anything else is a bug: one line, and the traceback with ``--verbose``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import signal
 import sys
+import threading
 import traceback
 from pathlib import Path
 
@@ -47,8 +50,9 @@ def cli(verbose: bool) -> None:
 def video(input: Path, output: Path, persona, layout, retarget, size, no_smoothing, device, quiet) -> None:
     """Convert a video file through a persona (audio kept).
 
-    Each input frame gives one output frame at the input's frame rate. Frames without a
-    face show the last generated frame (before the first face: the persona at rest).
+    The output has the input's frame rate, each frame at its input frame's time. Frames
+    without a face show the last generated frame (before the first face: the persona at
+    rest). A video cut short converts as far as it decodes, with a warning.
     """
     from f2f_cam import paths
     from f2f_cam.config import load_config, merge, parse_size
@@ -162,11 +166,12 @@ def personas_show(name: str, as_json: bool) -> None:
 @personas.command("import")
 @click.argument("file", type=click.Path(path_type=Path))
 @click.option("--force", is_flag=True, help="Replace a persona of the same name.")
-def personas_import(file: Path, force: bool) -> None:
+@click.option("--name", default=None, help="Install it under this name instead of its own.")
+def personas_import(file: Path, force: bool, name: str | None) -> None:
     """Install a persona from a .f2f file."""
     from f2f_cam.persona import PersonaStore
 
-    p = PersonaStore().import_archive(file, force=force)
+    p = PersonaStore().import_archive(file, force=force, name=name)
     click.echo(f"installed persona '{p.name}' at {p.path}")
 
 
@@ -250,12 +255,31 @@ _register_optional()
 
 # -- entry point ------------------------------------------------------------------
 
+@contextlib.contextmanager
+def sigterm_interrupts():
+    """SIGTERM (``kill``, a service manager, a logout) interrupts like Ctrl-C: the
+    temporary files of a half-done write are removed on the way out, and ``train``
+    saves a checkpoint (``run`` and ``train`` install handlers of their own)."""
+    def interrupt(*_):
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread may set handlers (tests call main() from others)
+        return
+    old = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old if old is not None else signal.SIG_DFL)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: turns errors into one line and an exit code."""
     args = sys.argv[1:] if argv is None else list(argv)
     verbose = any(a in ("-v", "--verbose") for a in args)
     try:
-        result = cli.main(args=args, prog_name="f2f-cam", standalone_mode=False)
+        with sigterm_interrupts():
+            result = cli.main(args=args, prog_name="f2f-cam", standalone_mode=False)
         return result if isinstance(result, int) else 0
     except UserError as e:
         if verbose:

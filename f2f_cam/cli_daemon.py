@@ -112,7 +112,8 @@ def format_status(st: dict) -> str:
         f"  layout:   {st['layout']}; retarget {st['retarget']}{' (calibrated)' if st['calibrated'] else ''}; "
         f"mirror {onoff(st['mirror'])}; preview {onoff(st['preview'])}",
         f"  camera:   {camera}; {st['camera_source']}, {cam_size}",
-        f"  output:   {out.get('kind')} {out.get('backend')} {out.get('device')}, {size} at {out.get('fps') or 0:g} fps",
+        f"  output:   {out.get('kind')} {out.get('backend')} {out.get('device')}, {size} at {out.get('fps') or 0:g} fps"
+        + (f" ({st['output_problem']})" if st.get("output_problem") else ""),
         f"  rate:     {st['fps']:.1f} fps out, {st['processed_fps']:.1f} fps processed, "
         f"latency {latency}, {st['dropped']} dropped, {st['frames_out']} frames out",
         f"  stages:   {stages}",

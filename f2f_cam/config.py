@@ -160,7 +160,7 @@ class DaemonConfig:
     fps: float = 30.0  # output frame rate; the last frame repeats when processing is slower
     mirror: bool | None = None  # None: mirror a webcam (what users expect), not a video file
     tray: bool = True  # tray icon; false runs headless (`f2f-cam ctl` works either way)
-    retry_seconds: float = 1.0  # how often a lost camera is reopened
+    retry_seconds: float = 1.0  # how often a lost camera, or a virtual camera that failed, is reopened
 
     def __post_init__(self) -> None:
         _validate(self, {

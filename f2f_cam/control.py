@@ -56,10 +56,19 @@ def has_unix_sockets() -> bool:
 
 
 def ensure_runtime_dir(folder: Path | None = None) -> Path:
-    """The runtime folder, created private to the user (0700)."""
+    """The runtime folder, private to the user (0700): created so, or made so when it
+    was there already (``F2F_CAM_RUNTIME_DIR``); one of another user's is refused."""
     folder = Path(folder or paths.runtime_dir())
     try:
         folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        st = folder.stat()
+        if hasattr(os, "getuid") and st.st_uid != os.getuid():
+            # Its owner could swap our socket for theirs, or read the TCP token.
+            raise UserError(f"the runtime folder {folder} belongs to another user; "
+                            "set F2F_CAM_RUNTIME_DIR to a folder you own")
+        if os.name == "posix" and st.st_mode & 0o077:
+            os.chmod(folder, 0o700)
+            log.info("runtime folder %s made private (it was mode %o)", folder, st.st_mode & 0o777)
     except OSError as e:
         raise UserError(f"cannot create the runtime folder {folder} ({e.strerror}); "
                         "set F2F_CAM_RUNTIME_DIR to a folder you own") from e

@@ -65,6 +65,7 @@ class DaemonStatus:
     camera_source: str
     camera_size: list | None
     output: dict | None
+    output_problem: str  # why frames are not going out now, e.g. the virtual camera being reopened
     stage_ms: dict
     generator: str | None  # how the generator runs: "bf16 compiled", "bf16 eager (compiling)", ...
     error: str | None  # why the daemon stopped on its own, if it did
@@ -159,6 +160,7 @@ class Daemon:
         self.pipe = self.output = self.capture = self.control = self.preview = None
         self.paused = False
         self.error: str | None = None  # why the daemon stopped on its own, if it did
+        self._keep_output = True  # False: a file output is removed at the stop
         self._lock = None
         self._layout_before: str | None = None  # to go back after landmarks / passthrough
         self._switches = Switches()
@@ -184,6 +186,7 @@ class Daemon:
         from f2f_cam.sinks import open_sink
         from f2f_cam.sinks.paced import PacedOutput
         from f2f_cam.sinks.window import PreviewTap
+        from f2f_cam.sources import is_camera
 
         sink = None
         try:
@@ -198,8 +201,10 @@ class Daemon:
                              device=self.cfg.device, control=control)
             self.preview = PreviewTap(self.size, control=control)
             self.output = PacedOutput(sink, self.cfg.fps, clock_origin=self._t0, on_stop=self._output_stopped,
-                                      tap=self.preview)
-            self.capture = Capture(self._open_source, first=self._open_first(), retry_s=self.cfg.retry_seconds)
+                                      tap=self.preview, retry_s=self.cfg.retry_seconds)
+            from_file = self._custom_source is None and not is_camera(self.cfg.camera)
+            self.capture = Capture(self._open_source, first=self._open_first(), retry_s=self.cfg.retry_seconds,
+                                   on_fail=self._camera_file_failed if from_file else None)
             if self._use_control:
                 self.control = ControlServer(self._handle, runtime)
         except BaseException:
@@ -247,6 +252,14 @@ class Daemon:
         """Ask every thread to finish (returns at once; ``stop()`` waits for them)."""
         self._stop.set()
 
+    def _camera_file_failed(self, why: str) -> None:
+        """A video file played as the camera failed to decode: it is damaged and will
+        not come back. Stop, say why, and keep no recording of the run (a user error
+        leaves nothing written)."""
+        self.error = self.error or why
+        self._keep_output = False
+        self.request_stop()
+
     def _output_stopped(self, error: str | None) -> None:
         self.error = self.error or error
         self.request_stop()
@@ -270,6 +283,8 @@ class Daemon:
                 return
             if self.output is not None:
                 self.output.stop()  # no frame goes out after the stop was asked for
+                if not self._keep_output and hasattr(self.output.sink, "abort"):
+                    self.output.sink.abort()  # the file is removed; closing it is then a no-op
             if self._thread is not None:
                 self._thread.join(timeout=10)
             if self._stopped_at is None:
@@ -372,6 +387,7 @@ class Daemon:
             camera=cap.state if cap else "starting", camera_problem=cap.problem if cap else "",
             camera_source=str(self.cfg.camera), camera_size=list(cap.size) if cap and cap.size else None,
             output={**describe, "fps": float(self.cfg.fps)} if describe else None,
+            output_problem=out.problem if out else "",
             stage_ms={k: round(v, 2) for k, v in dict(pipe.stats.stage_ms).items()} if pipe else {},
             generator=f"{pipe.generator.precision} {pipe.generator.engine}" if pipe and pipe.generator else None,
             error=self.error,

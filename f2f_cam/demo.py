@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from f2f_cam import paths
-from f2f_cam.atomic import atomic_path
+from f2f_cam.atomic import write_bytes
 from f2f_cam.config import PipelineConfig
 from f2f_cam.errors import UserError
 
@@ -68,9 +68,12 @@ def write_strip(video: Path, picture: Path, moments: int = 3, width: int = 960) 
     h, w = picks[0].shape[:2]
     rows = [cv2.resize(f, (width, round(h * width / w)), interpolation=cv2.INTER_AREA) for f in picks]
     strip = np.concatenate(rows, 0)
-    with atomic_path(picture) as tmp:
-        if not cv2.imwrite(str(tmp), cv2.cvtColor(strip, cv2.COLOR_RGB2BGR)):
-            raise UserError(f"cannot write {picture}")
+    # Encoded, then written: a failed write raises (a full disk: DiskFull's one line), where
+    # cv2.imwrite returns False and prints libpng's "Write Error".
+    ok, data = cv2.imencode(Path(picture).suffix or ".png", cv2.cvtColor(strip, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise UserError(f"cannot write {picture}: OpenCV cannot encode a {Path(picture).suffix} picture")
+    write_bytes(picture, data.tobytes())
     return picture
 
 

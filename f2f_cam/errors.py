@@ -7,6 +7,9 @@ anything else is a bug and shows a traceback with ``--verbose``.
 
 from __future__ import annotations
 
+import errno
+from pathlib import Path
+
 
 class UserError(Exception):
     """A problem the user can fix; the message says what is wrong and what to do."""
@@ -22,6 +25,20 @@ class AlreadyRunning(UserError):
     """
 
     exit_code = 3
+
+
+class DiskFull(UserError):
+    """A write that failed for lack of space: the one line for it, naming what was being
+    written. What was there before is intact (every writer goes through ``f2f_cam.atomic``)."""
+
+    def __init__(self, path: Path | str):
+        self.path = path
+        super().__init__(f"no space left on device writing {path}: free some space and try again")
+
+
+def is_disk_full(e: BaseException) -> bool:
+    """Whether ``e`` is a full disk (ENOSPC) or a full quota (EDQUOT)."""
+    return isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
 def one_line(e: BaseException, limit: int = 300) -> str:

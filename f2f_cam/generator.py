@@ -83,6 +83,12 @@ class Generator:
         if not accel.enabled():
             return
         path = accel.package_path(self.persona.generator_path, self.size, self.precision)
+        problem = accel.check_package(path, self.persona.generator_path, self.size, self.precision) \
+            if path.is_file() else None
+        if problem:  # never dlopen a library we cannot vouch for: it could crash the daemon
+            log.warning("the cached compiled generator %s is not used (%s); %s", path.name, problem,
+                        "it runs uncompiled" if mode == "cached" else "compiling it again")
+            accel.discard(path)
         if not path.is_file() and mode == "background":
             problem = accel.compiler_problem()
             if problem:

@@ -70,6 +70,11 @@ class Face:
         """(478, 2) float32 pixel coordinates."""
         return self.points[:, :2]
 
+    @property
+    def area(self) -> float:
+        """Its bounding box's area in px^2: the largest face is the person at the camera."""
+        return float(np.prod(self.xy.max(axis=0) - self.xy.min(axis=0)))
+
 
 def sha256_file(path: Path) -> str:
     """Hex SHA-256 of a file, read in 1 MiB blocks."""
@@ -180,11 +185,7 @@ class LandmarkDetector:
 
     def __call__(self, frame: np.ndarray, t_ms: int | None = None) -> Face | None:
         """The largest face in the frame (the person at the camera), or None."""
-        faces = self.detect_all(frame, t_ms)
-        if not faces:
-            return None
-        areas = [np.prod(f.xy.max(axis=0) - f.xy.min(axis=0)) for f in faces]
-        return faces[int(np.argmax(areas))]
+        return max(self.detect_all(frame, t_ms), key=lambda f: f.area, default=None)
 
     def detect_all(self, frame: np.ndarray, t_ms: int | None = None) -> list[Face]:
         """Every face found (up to ``max_faces``), in MediaPipe's order."""

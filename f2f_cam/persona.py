@@ -22,14 +22,14 @@ import re
 import shutil
 import warnings
 import zipfile
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from f2f_cam import paths
-from f2f_cam.atomic import atomic_dir, atomic_path
+from f2f_cam import paths, persona_archive
+from f2f_cam.persona_archive import torchscript_problem
+from f2f_cam.atomic import atomic_dir, partial_path
 from f2f_cam.errors import UserError, one_line
 from f2f_cam.expression import ExpressionModel, ModelError
 from f2f_cam.geometry import Crop
@@ -50,8 +50,11 @@ MAX_EXPRESSION_BYTES = 16 << 20  # ~0.2 MB in practice
 DTYPES = ("float32", "bfloat16", "float16")
 IMAGE_SIZES = (64, 128, 256, 512)
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
-MAX_ARCHIVE_BYTES = 1 << 30  # 1 GiB unpacked: an ngf=64 fp32 generator at 512 px is ~220 MB
 MAX_JSON_BYTES = 4 << 20
+MAX_THUMBNAIL_BYTES = 8 << 20  # a 512 px PNG is < 1 MB
+MAX_THUMBNAIL_SIDE = 2048  # px; personas are at most 512 px
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+MAX_FRAME_SIDE = 1 << 16  # px: the training video's frame, in persona.json's crop
 
 
 def check_name(name: str) -> str:
@@ -66,8 +69,8 @@ def check_name(name: str) -> str:
 
 def _landmarks(value, what: str, size: int) -> np.ndarray:
     try:
-        arr = np.asarray(value, dtype=np.float32)
-    except (TypeError, ValueError):
+        arr = np.asarray(value, dtype=np.float64)  # float64 first: 1e300 is no float32 (a warning)
+    except (TypeError, ValueError, OverflowError):
         raise ValueError(f"{what} is not a list of numbers") from None
     if arr.shape != (478, 2):
         raise ValueError(f"{what} must be 478 [x, y] pairs, got shape {arr.shape}")
@@ -75,7 +78,7 @@ def _landmarks(value, what: str, size: int) -> np.ndarray:
         raise ValueError(f"{what} has non-finite values")
     if np.abs(arr).max() > 4 * size:
         raise ValueError(f"{what} lie far outside the {size}px image")
-    return arr
+    return arr.astype(np.float32)
 
 
 @dataclass(frozen=True)
@@ -116,10 +119,15 @@ def load_generator_file(source: Path | bytes, size: int, device: str = "cpu", dt
     """Load a TorchScript generator (a file, or its bytes) and check its input/output contract."""
     import io
 
+    name = GENERATOR_FILE if isinstance(source, bytes) else Path(source).name
+    problem = torchscript_problem(source)
+    if problem:  # before torch reads a byte of it
+        raise UserError(f"{what}: {name} is {problem}; personas carry TorchScript only: "
+                        "re-export the persona with `f2f-cam export`")
+
     import torch
 
     torch_dtype = getattr(torch, dtype)
-    name = GENERATOR_FILE if isinstance(source, bytes) else Path(source).name
     try:
         with warnings.catch_warnings():
             # TorchScript is deprecated upstream in favour of torch.export; personas
@@ -138,6 +146,9 @@ def load_generator_file(source: Path | bytes, size: int, device: str = "cpu", dt
         shape = tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__
         raise UserError(f"{what}: generator maps (1, 3, {size}, {size}) to {shape}, "
                         f"not (1, 3, {size}, {size}); re-export the persona")
+    if not torch.isfinite(y).all():
+        raise UserError(f"{what}: the generator gives NaN or infinite values (its weights are); "
+                        "re-export the persona from a good checkpoint")
     return module
 
 
@@ -187,6 +198,8 @@ def parse_meta(data: bytes | None, where: str) -> dict:
         meta = json.loads(data.decode("utf-8"))
     except ValueError as e:  # bad UTF-8 or bad JSON
         raise _corrupt(where, str(e)) from e
+    except RecursionError as e:  # [[[[...]]]] nested deeper than Python's stack
+        raise _corrupt(where, "it is nested too deeply to be a persona.json") from e
     if not isinstance(meta, dict):
         raise _corrupt(where, "top level is not an object")
     return meta
@@ -201,7 +214,7 @@ def persona_from_meta(folder: Path, meta: dict, bundled: bool = False, where: st
     """Validate every field of a ``persona.json`` dict; the persona it describes at ``folder``."""
     try:
         return _persona_from_meta(folder, meta, bundled)
-    except (ValueError, KeyError, TypeError) as e:
+    except (ValueError, KeyError, TypeError, OverflowError) as e:  # OverflowError: 1e999 where an int goes
         msg = f"missing field {e}" if isinstance(e, KeyError) else str(e)
         raise _corrupt(where or f"persona at {folder}", msg) from e
 
@@ -217,25 +230,26 @@ def _persona_from_meta(folder: Path, meta: dict, bundled: bool) -> Persona:
     if not isinstance(version, int) or version < 1:
         raise ValueError(f"bad format_version {version!r}")
     if version > FORMAT_VERSION:
-        raise UserError(f"persona at {folder} has format version {version}, this f2f-cam reads "
-                        f"up to {FORMAT_VERSION}: upgrade f2f-cam")
+        raise UserError(f"persona at {folder} was made by a newer f2f-cam: upgrade f2f-cam to use it "
+                        f"(it has format version {version}, this one reads up to {FORMAT_VERSION})")
     name = meta["name"]
     if not isinstance(name, str) or not NAME_RE.match(name):
         raise ValueError(f"bad name {name!r}")
     size = meta["image_size"]
-    if size not in IMAGE_SIZES:
+    if not isinstance(size, int) or size not in IMAGE_SIZES:
         raise ValueError(f"image_size {size!r} is not one of {IMAGE_SIZES}")
     sketch_version = meta["sketch_version"]
+    if not isinstance(sketch_version, int) or isinstance(sketch_version, bool):
+        raise ValueError(f"sketch_version must be a whole number, got {sketch_version!r}")
     if sketch_version != SKETCH_VERSION:
         raise UserError(
             f"persona '{name}' was trained on sketch version {sketch_version}, this f2f-cam draws "
             f"version {SKETCH_VERSION}: retrain it with `f2f-cam train`, or use a matching f2f-cam"
         )
-    c = meta["crop"]
-    crop = Crop(float(c["x"]), float(c["y"]), float(c["size"]), int(c["frame_width"]), int(c["frame_height"]))
-    if not (crop.size > 0 and math.isfinite(crop.x) and math.isfinite(crop.y) and math.isfinite(crop.size)):
-        raise ValueError("crop is not a positive finite square")
+    crop = _crop(meta["crop"])
     gen = meta["generator"]
+    if not isinstance(gen, dict):
+        raise ValueError("generator must be an object")
     gen_file = gen["file"]
     if gen_file != GENERATOR_FILE:
         raise ValueError(f"generator file must be {GENERATOR_FILE!r}, got {gen_file!r}")
@@ -245,18 +259,40 @@ def _persona_from_meta(folder: Path, meta: dict, bundled: bool) -> Persona:
     training = meta.get("training", {})
     if not isinstance(training, dict):
         raise ValueError("training must be an object")
+    for k in ("frames", "epochs", "steps"):  # counts that fit-expression and bench compute with
+        if k in training and not (type(training[k]) is int and 0 <= training[k] <= 10 ** 9):
+            raise ValueError(f"training.{k} must be a whole number 0-10^9, got {training[k]!r}")
     expression = meta.get("expression")
     if expression is not None and (version < 2 or not isinstance(expression, dict)
                                    or expression.get("file") != EXPRESSION_FILE):
         raise ValueError(f"expression must be an object with file {EXPRESSION_FILE!r} (format version 2)")
     display = meta.get("display_name") or name
+    if not isinstance(display, str):
+        raise ValueError(f"display_name must be a string, got {type(display).__name__}")
     return Persona(
-        path=folder, name=name, display_name=str(display), image_size=size,
+        path=folder, name=name, display_name=display, image_size=size,
         sketch_version=sketch_version, crop=crop,
         canonical=_landmarks(meta["canonical_landmarks"], "canonical_landmarks", size),
         neutral=_landmarks(meta["neutral_landmarks"], "neutral_landmarks", size),
         generator_file=gen_file, dtype=dtype, training=training, meta=meta, bundled=bundled,
     )
+
+
+def _crop(c) -> Crop:
+    """persona.json's crop: a positive finite square in a frame of sane size."""
+    if not isinstance(c, dict) or not all(type(c.get(k)) in (int, float) for k in  # not bool
+                                          ("x", "y", "size", "frame_width", "frame_height")):
+        raise ValueError("crop must be an object of numbers x, y, size, frame_width, frame_height")
+    try:
+        xs = [float(c[k]) for k in ("x", "y", "size")]
+        w, h = (float(c[k]) for k in ("frame_width", "frame_height"))
+    except OverflowError:  # a 400-digit integer
+        raise ValueError("crop holds a number too large for a float") from None
+    if not (all(math.isfinite(v) and abs(v) <= 4 * MAX_FRAME_SIDE for v in xs) and xs[2] > 0):
+        raise ValueError("crop is not a positive finite square in the frame")
+    if not all(v.is_integer() and 0 < v <= MAX_FRAME_SIDE for v in (w, h)):
+        raise ValueError(f"crop's frame_width and frame_height must be whole numbers 1-{MAX_FRAME_SIDE}")
+    return Crop(*xs, int(w), int(h))
 
 
 def build_meta(*, name: str, display_name: str, image_size: int, crop: Crop,
@@ -297,10 +333,27 @@ def check_files(files: dict[str, bytes], folder: Path, where: str, meta: dict | 
     persona = persona_from_meta(folder, meta or parse_meta(files.get(PERSONA_JSON), where), where=where)
     if persona.generator_file not in files:
         raise _corrupt(where, f"{persona.generator_file} is missing")
+    if EXPRESSION_FILE in files and "expression" not in persona.meta:
+        raise _corrupt(where, f"it holds {EXPRESSION_FILE} but {PERSONA_JSON} lists no expression model")
+    if THUMBNAIL in files:
+        _check_thumbnail(files[THUMBNAIL], where)
     persona = with_expression(persona, files.get(EXPRESSION_FILE), where)
     load_generator_file(files[persona.generator_file], persona.image_size, dtype=persona.dtype,
                         what=f"persona '{persona.name}'")
     return persona
+
+
+def _check_thumbnail(data: bytes, where: str) -> None:
+    """A PNG of sane size, from its header alone: f2f-cam never decodes it, but a file
+    manager or a tray would, and a 20000 x 20000 PNG of a few KB is a decompression bomb."""
+    if len(data) > MAX_THUMBNAIL_BYTES:
+        raise _corrupt(where, f"{THUMBNAIL} is {len(data) >> 20} MiB, more than {MAX_THUMBNAIL_BYTES >> 20} MiB")
+    # The signature, then the IHDR chunk: length 13, b"IHDR", width and height (big-endian).
+    if data[:8] != PNG_SIGNATURE or data[12:16] != b"IHDR":
+        raise _corrupt(where, f"{THUMBNAIL} is not a PNG image")
+    w, h = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    if not (0 < w <= MAX_THUMBNAIL_SIDE and 0 < h <= MAX_THUMBNAIL_SIDE):
+        raise _corrupt(where, f"{THUMBNAIL} is {w}x{h} px, more than {MAX_THUMBNAIL_SIDE}x{MAX_THUMBNAIL_SIDE}")
 
 
 def write_folder(files: dict[str, bytes], folder: Path, replace: bool = False) -> Path:
@@ -322,23 +375,12 @@ def read_files(folder: Path) -> dict[str, bytes]:
 
 def write_archive(source: Path | dict[str, bytes], out_file: Path) -> Path:
     """Zip a persona (its folder, or its files as bytes) into ``out_file`` atomically."""
-    out_file = Path(out_file)
-    if out_file.is_dir():
-        raise UserError(f"{out_file} is a folder; give a file name like NAME.f2f")
-    parent = out_file.parent if str(out_file.parent) else Path(".")
-    if not parent.is_dir():
-        raise UserError(f"cannot write {out_file}: folder {parent} does not exist")
-    files = source if isinstance(source, dict) else None
-    try:
-        with atomic_path(out_file) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
-            for name in ALLOWED_FILES:
-                if files is not None and name in files:
-                    zf.writestr(name, files[name])
-                elif files is None and (Path(source) / name).is_file():
-                    zf.write(Path(source) / name, name)
-    except OSError as e:
-        raise UserError(f"cannot write {out_file}: {e.strerror or one_line(e)}") from e
-    return out_file
+    return persona_archive.write_archive(source, out_file, ALLOWED_FILES)
+
+
+def _read_archive(archive: Path) -> dict[str, bytes]:
+    """The known persona files of an archive, refusing traversal, links and bombs."""
+    return persona_archive.read_archive(archive, ALLOWED_FILES)
 
 
 class PersonaStore:
@@ -426,12 +468,15 @@ class PersonaStore:
         """Copy a persona folder into the store atomically (validated first)."""
         return self.install(read_files(src), force, name, where=f"persona at {src}")
 
-    def import_archive(self, archive: Path, force: bool = False) -> Persona:
-        """Install a ``.f2f`` file: a safe unzip in memory, validate, write atomically."""
+    def import_archive(self, archive: Path, force: bool = False, name: str | None = None) -> Persona:
+        """Install a ``.f2f`` file: a safe unzip in memory, validate, write atomically.
+        ``name``: install it under another name."""
         archive = Path(archive)
+        if name is not None:
+            check_name(name)  # before the archive is read
         if not archive.is_file():
             raise UserError(f"no such file: {archive}")
-        return self.install(_read_archive(archive), force, where=f"persona in {archive}")
+        return self.install(_read_archive(archive), force, name, where=f"persona in {archive}")
 
     def export_archive(self, name: str, out_file: Path) -> Path:
         return write_archive(self.get(name).path, out_file)
@@ -443,47 +488,9 @@ class PersonaStore:
         folder, bundled = folders[name]
         if bundled:
             raise UserError(f"persona '{name}' is bundled with f2f-cam and cannot be removed")
-        # Rename first so that a crash never leaves half a persona under its name.
-        trash = self.root / f".trash-{name}-{os.getpid()}"
+        # Rename first so that a crash never leaves half a persona under its name; what a
+        # kill mid-delete leaves has a temporary name, removed by the next write of the name.
+        trash = partial_path(folder)
         os.replace(folder, trash)
         shutil.rmtree(trash, ignore_errors=True)
         return folder
-
-
-def _read_archive(archive: Path) -> dict[str, bytes]:
-    """Unzip only the known persona files, refusing traversal, links and bombs."""
-    try:
-        zf = zipfile.ZipFile(archive)
-    except (zipfile.BadZipFile, OSError) as e:
-        raise UserError(f"{archive} is not a persona archive (.f2f zip): {one_line(e, 200)}") from e
-    with zf:
-        infos = [i for i in zf.infolist() if not i.is_dir()]
-        _check_entries(archive, infos, len(zf.infolist()))
-        files = {}
-        for info in infos:
-            try:
-                with zf.open(info) as src:
-                    # The header's size could lie; read one byte more than it claims.
-                    data = src.read(min(info.file_size, MAX_ARCHIVE_BYTES) + 1)
-            except (zipfile.BadZipFile, zlib.error, EOFError) as e:
-                raise UserError(f"{archive} is damaged ({one_line(e, 200)}); export it again") from e
-            if len(data) > info.file_size or len(data) > MAX_ARCHIVE_BYTES:
-                raise UserError(f"{archive}: {info.filename} is larger than it claims; refusing to import it")
-            files[info.filename] = data
-    return files
-
-
-def _check_entries(archive: Path, infos: list[zipfile.ZipInfo], n_entries: int) -> None:
-    """Every entry a bare known file name, no links, and a sane unpacked size."""
-    if n_entries > 2 * len(ALLOWED_FILES):
-        raise UserError(f"{archive} has {n_entries} entries; a persona has at most {len(ALLOWED_FILES)}")
-    for info in infos:
-        if info.filename not in ALLOWED_FILES:
-            # Catches '../x', '/etc/x', 'a/b', backslashes: only bare known names pass.
-            raise UserError(f"{archive} contains an unexpected entry {info.filename!r}; refusing to import it")
-        if (info.external_attr >> 16) & 0o170000 == 0o120000:
-            raise UserError(f"{archive} contains a symbolic link ({info.filename}); refusing to import it")
-    total = sum(info.file_size for info in infos)
-    if total > MAX_ARCHIVE_BYTES:
-        raise UserError(f"{archive} unpacks to {total >> 20} MiB, more than the "
-                        f"{MAX_ARCHIVE_BYTES >> 20} MiB limit; refusing to import it")

@@ -25,7 +25,11 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 
 class VideoFileSource:
     """Decodes a video file with PyAV. ``loop=True`` starts over at the end (a stand-in
-    camera for the daemon and tests)."""
+    camera for the daemon and tests).
+
+    ``frame_count`` is how many frames the file says it has (0: it does not say); a
+    file cut short gives fewer (see ``ended_early``).
+    """
 
     def __init__(self, path: str | Path, loop: bool = False):
         import av
@@ -36,44 +40,97 @@ class VideoFileSource:
             raise UserError(f"no such file: {self.path}")
         if self.path.is_dir():
             raise UserError(f"{self.path} is a folder, not a video file")
+        if self.path.stat().st_size == 0:
+            raise UserError(f"{self.path} is empty (0 bytes); give a video file")
         try:
             self._container = av.open(str(self.path))
         except (av.error.FFmpegError, UnicodeDecodeError) as e:
-            raise UserError(f"{self.path} is not a video file that can be read ({one_line(e)})") from e
+            raise UserError(f"{self.path} is not a video file that can be read ({_reason(e)}); check that it "
+                            "plays in a video player, or download it again") from e
+        kind = self._container.format.name
+        if kind.endswith("_pipe") or kind == "image2":  # FFmpeg reads a PNG or JPEG as a 1-frame video
+            self._container.close()
+            raise UserError(f"{self.path} is a still image ({kind.removesuffix('_pipe').upper()}), not a video; "
+                            "give a video file")
         if not self._container.streams.video:
             self._container.close()
             raise UserError(f"{self.path} has no video stream")
         self._stream = self._container.streams.video[0]
-        self._stream.thread_type = "AUTO"  # frame-threaded decoding: free speed
+        # Slice threads, not frame threads: a frame thread reports a damaged frame late or
+        # never (with 16 of them a damaged file just ends early, and passes for a cut one).
+        self._stream.thread_type = "SLICE"
         ctx = self._stream.codec_context
         self.size = (int(ctx.width), int(ctx.height))
         rate = self._stream.average_rate or self._stream.guessed_rate or Fraction(25)
         self.fps = Fraction(rate).limit_denominator(1001 * 120)
         self.has_audio = bool(self._container.streams.audio)
-        if self._stream.frames:
-            self.frame_count = int(self._stream.frames)
-        elif self._container.duration:
-            self.frame_count = int(round(self._container.duration / 1e6 * float(self.fps)))
-        else:
-            self.frame_count = 0  # unknown
+        self.frame_count = self._claimed_frames()
+
+    def _claimed_frames(self) -> int:
+        """The file's own count (an MP4's index), else its duration times the frame
+        rate (the video stream's duration where the file has it: audio can run longer)."""
+        s = self._stream
+        if s.frames:
+            return int(s.frames)
+        seconds = float(s.duration * s.time_base) if s.duration else (self._container.duration or 0) / 1e6
+        return int(round(seconds * float(self.fps)))
 
     def __iter__(self) -> Iterator[tuple[float, np.ndarray]]:
-        import av
-
         offset = 0.0
         while True:
             last_t = None
-            try:
-                for frame in self._container.decode(self._stream):
-                    t = float(frame.time) if frame.time is not None else (last_t or 0.0) + 1 / float(self.fps)
-                    last_t = t
-                    yield offset + t, frame.to_ndarray(format="rgb24")
-            except av.error.FFmpegError as e:
-                raise UserError(f"{self.path} is damaged and could not be decoded ({one_line(e)})") from e
+            for frame in self._decode():
+                t = float(frame.time) if frame.time is not None else (last_t or 0.0) + 1 / float(self.fps)
+                last_t = t
+                yield offset + t, frame.to_ndarray(format="rgb24")
             if not self.loop or last_t is None:
                 return
             offset += last_t + 1 / float(self.fps)
             self._container.seek(0)
+
+    def _decode(self):
+        """The stream's frames. A decode error in a packet that the end of the file cut
+        short, or in the final flush, ends them: a truncated download gives the frames
+        before the cut. An error anywhere else is damage, a ``UserError``."""
+        import av
+
+        try:
+            for packet in self._container.demux(self._stream):
+                try:
+                    frames = packet.decode()
+                except av.error.FFmpegError:
+                    if packet.size and not packet.is_corrupt:
+                        raise  # damage in the middle
+                    yield from self._flush()  # the end: the frames still in the decoder
+                    return
+                yield from frames
+        except av.error.FFmpegError as e:
+            raise UserError(f"{self.path} is damaged and could not be decoded ({_reason(e)}); "
+                            "use an undamaged copy") from e
+
+    def _flush(self) -> list:
+        """The frames the decoder still holds (none if it fails again)."""
+        import av
+
+        try:
+            frames = self._stream.codec_context.decode(None)
+        except av.error.FFmpegError:
+            return []
+        for frame in frames:
+            frame.time_base = self._stream.time_base  # not set without a packet: their time
+        return frames
+
+    def count_packets(self) -> int:
+        """The frames the file's data holds, counted without decoding them (an index can
+        promise more than a cut-short file holds). Reads the whole file: give it a
+        source of its own."""
+        import av
+
+        try:
+            return sum(1 for p in self._container.demux(self._stream) if p.size and not p.is_corrupt)
+        except av.error.FFmpegError as e:
+            raise UserError(f"{self.path} is damaged and could not be read ({_reason(e)}); "
+                            "use an undamaged copy") from e
 
     def close(self) -> None:
         if self._container is not None:
@@ -85,6 +142,21 @@ class VideoFileSource:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def ended_early(path: str | Path, got: int, expected: int) -> str | None:
+    """'IN ended after 63 of 270 frames (truncated or damaged file?)' when a video gave
+    clearly fewer frames than it says it has; None otherwise. A frame or two fewer is
+    normal (an edit list trims some; duration x rate is an estimate)."""
+    if expected and got < expected - max(2, expected // 50):
+        return f"{path} ended after {got} of {expected} frames (truncated or damaged file?)"
+    return None
+
+
+def _reason(e: Exception) -> str:
+    """FFmpeg's reason without its errno and the path again ('Invalid data found when
+    processing input')."""
+    return getattr(e, "strerror", None) or one_line(e)
 
 
 def read_image(path: str | Path) -> np.ndarray:
@@ -200,7 +272,7 @@ class RealTimeSource:
             except StopIteration:  # an image folder (a video file loops by itself)
                 self._frames = None
                 self._offset = self._last_t + 1 / float(self.fps)
-        raise UserError(f"{getattr(self.source, 'path', 'the source')} has no frames")
+        raise UserError(f"{getattr(self.source, 'path', 'the source')} has no video frames")
 
     def read(self, timeout: float = 1.0) -> tuple[float, np.ndarray] | None:
         """The next frame when it is due, or None if it is not due within ``timeout`` s."""

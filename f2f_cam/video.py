@@ -1,6 +1,7 @@
 """Offline mode (the old run_video.py): a video file through the pipeline to a file.
 
-One output frame per input frame at the input's frame rate, the audio track copied.
+Output at the input's frame rate, each frame at its input frame's time (a variable-rate
+input keeps in step with its audio), the audio track copied.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ def convert_video(input_path: str | Path, output_path: str | Path, cfg: Pipeline
     from f2f_cam import flow
     from f2f_cam.pipeline import build_pipeline
     from f2f_cam.sinks import open_sink
-    from f2f_cam.sources import open_source
+    from f2f_cam.sources import ended_early, open_source
 
     input_path, output_path = Path(input_path), Path(output_path)
     t0 = time.monotonic()
@@ -56,12 +57,17 @@ def convert_video(input_path: str | Path, output_path: str | Path, cfg: Pipeline
                 raise UserError(f"no face found in any frame of {input_path}; use a video where a face "
                                 "is clearly visible (frontal, lit, not too small)")
             persona = pipe.persona
+            # A download cut short still converts: the frames that decode, and a note.
+            short = ended_early(input_path, stats.frames, src.frame_count)
     summary = {
         "input": str(input_path), "output": str(output_path),
         "persona": persona.name if persona else None, "layout": cfg.layout,
-        "frames": stats.frames, "frames_with_face": stats.faces,
+        "frames": stats.frames, "frames_with_face": stats.faces, "frames_expected": src.frame_count,
+        "warning": f"{short}; {output_path} has the {stats.frames} that decoded" if short else None,
         "size": list(out_size), "fps": float(src.fps), "seconds": round(time.monotonic() - t0, 2),
         "stage_ms": stats.as_dict()["stage_ms"],
     }
+    if short:
+        log.warning(summary["warning"])
     log.info("video summary: %s", summary)
     return summary

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from f2f_cam import persona as pf
+from f2f_cam import persona_archive
 from f2f_cam.errors import UserError
 from f2f_cam.generator import Generator, to_input
 from f2f_cam.persona import PersonaStore
@@ -130,7 +131,7 @@ def test_archive_with_unexpected_paths_is_refused(tiny_persona, tmp_path, entry)
 def test_oversized_and_lying_archives_are_refused(tiny_persona, tmp_path, monkeypatch):
     files = {n: (tiny_persona[0] / n).read_bytes() for n in ("persona.json", "generator.pt")}
     archive = _zip(tmp_path / "big.f2f", files)
-    monkeypatch.setattr(pf, "MAX_ARCHIVE_BYTES", 1000)
+    monkeypatch.setattr(persona_archive, "MAX_ARCHIVE_BYTES", 1000)
     store = PersonaStore()
     with pytest.raises(UserError, match="limit"):
         store.import_archive(archive)

@@ -11,6 +11,7 @@ plain containers.
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
 
 import torch
@@ -27,11 +28,37 @@ CHECKPOINT_VERSION = 1
 
 
 def save_checkpoint(path: Path, state: dict) -> None:
-    """Atomic: a kill at any moment leaves the previous good checkpoint."""
+    """Atomic: a kill at any moment, or a full disk, leaves the previous good checkpoint."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        out = _KeepWriteError(f)
+        try:
+            torch.save(state, out)
+        except RuntimeError:
+            if out.error is None:
+                raise
+            raise out.error from None  # a full disk is an OSError again (atomic_path says so in a line)
+        f.flush()
+        os.fsync(f.fileno())  # the data on disk before the rename makes it the checkpoint
+
+
+class _KeepWriteError:
+    """The file ``torch.save`` writes through, keeping the OSError of a failed write:
+    torch turns it into an opaque RuntimeError ("unexpected pos 704 vs 598")."""
+
+    def __init__(self, f):
+        self.f, self.error = f, None
+
+    def write(self, data) -> int:
+        try:
+            return self.f.write(data)
+        except OSError as e:
+            self.error = e
+            raise
+
+    def flush(self) -> None:
+        self.f.flush()
 
 
 def load_checkpoint(path: Path) -> dict:
@@ -44,11 +71,20 @@ def load_checkpoint(path: Path) -> dict:
     except Exception as e:  # truncated zip, garbage, a foreign pickle: many exception types
         raise UserError(f"checkpoint {path} is corrupt or truncated ({one_line(e, 120)}); "
                         "use an earlier one or train again") from e
-    if not isinstance(ckpt, dict) or ckpt.get("version") != CHECKPOINT_VERSION or "G" not in ckpt:
+    if not isinstance(ckpt, dict) or ckpt.get("version") != CHECKPOINT_VERSION \
+            or not isinstance(ckpt.get("G"), dict):
         raise UserError(f"{path} is not an f2f-cam checkpoint")
     if ckpt.get("sketch_version") != sketch.SKETCH_VERSION:
         raise UserError(f"checkpoint {path} was trained on sketch version {ckpt.get('sketch_version')}, "
                         f"this f2f-cam draws version {sketch.SKETCH_VERSION}; train again")
+    # A diverged run saves NaN weights: exported, they draw nothing; resumed, they stay NaN.
+    for net in ("G", "D"):
+        weights = ckpt.get(net) if isinstance(ckpt.get(net), dict) else {}
+        bad = next((k for k, t in weights.items() if isinstance(t, torch.Tensor)
+                    and t.is_floating_point() and not torch.isfinite(t).all()), None)
+        if bad is not None:
+            raise UserError(f"checkpoint {path} has NaN or infinite weights ({net} {bad}): training "
+                            "diverged; use an earlier checkpoint or train again")
     return ckpt
 
 

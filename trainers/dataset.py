@@ -9,6 +9,7 @@ persona's expression model is fitted on at export).
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,8 @@ from f2f_cam.atomic import atomic_dir
 from f2f_cam.errors import UserError
 from f2f_cam.landmarks import sha256_file
 from f2f_cam.geometry import STABLE_POINTS, Crop, apply_affine, fit_similarity, square_around
+
+log = logging.getLogger(__name__)
 
 # Inner-lip midpoints (upper 13, lower 14) and the face's height (forehead 10, chin 152):
 # mouth opening = gap / face height, the expression a "neutral" frame has least of.
@@ -88,14 +91,11 @@ def _sample_indices(total: int, n: int) -> np.ndarray:
 
 
 def _count_frames(path: Path) -> int:
-    import av
+    """Frames in the video's data (not its index: a download cut short holds fewer)."""
+    from f2f_cam.sources import VideoFileSource
 
-    with av.open(str(path)) as c:
-        s = c.streams.video[0]
-        if s.frames:
-            return int(s.frames)
-        s.thread_type = "AUTO"
-        return sum(1 for _ in c.decode(s))
+    with VideoFileSource(path) as src:
+        return src.count_packets()
 
 
 def build_dataset(video: Path, out_dir: Path, *, frames: int = 400, size: int = 256,
@@ -103,14 +103,16 @@ def build_dataset(video: Path, out_dir: Path, *, frames: int = 400, size: int = 
                   progress: bool = True) -> dict:
     """VIDEO -> ``out_dir`` with A/ (sketches), B/ (photos), index and dataset.json.
 
-    Samples ``frames`` frames over the whole video, keeps those with exactly one face,
-    crops one fixed square around the face region for the whole video, renders the
-    sketches with ``f2f_cam.sketch.render``, and splits train/val with ``seed``.
+    Samples ``frames`` frames over the whole video, keeps those with one face (the
+    largest, when the others are much smaller: a poster, a passer-by), crops one fixed
+    square around the face region for the whole video, renders the sketches with
+    ``f2f_cam.sketch.render``, and splits train/val with ``seed``.
     Written into a temp folder and renamed, so a failed run leaves nothing behind.
+    A video cut short gives the dataset of the frames that decode, and a warning.
     Returns the dataset.json dict.
     """
     from f2f_cam import sketch
-    from f2f_cam.sources import VideoFileSource
+    from f2f_cam.sources import VideoFileSource, ended_early
 
     video, out_dir = Path(video), Path(out_dir)
     if size not in (64, 128, 256, 512):
@@ -125,20 +127,28 @@ def build_dataset(video: Path, out_dir: Path, *, frames: int = 400, size: int = 
         if not out_dir.is_dir() or any(out_dir.iterdir()):
             raise UserError(f"{out_dir} is {what}; give a new folder for the dataset")
     with VideoFileSource(video) as probe:  # clear errors for missing / non-video files
-        frame_size = probe.size
+        frame_size, expected = probe.size, probe.frame_count
     total = _count_frames(video)
     if total == 0:
         raise UserError(f"{video} has no video frames")
     wanted = set(_sample_indices(total, frames).tolist())
 
-    kept, skipped = _find_faces(video, wanted, progress)
+    kept, skipped, decoded = _find_faces(video, wanted, progress)
+    short = ended_early(video, decoded, expected)
+    if not kept and skipped["several faces"]:
+        raise UserError(f"no sampled frame of {video} has one face that is clearly the person's "
+                        f"({skipped['several faces']} of the {len(wanted)} show several faces of about the same "
+                        "size); use a video of one person alone")
     if not kept:
         raise UserError(f"no face found in {video}; use a video where one face is clearly visible")
     n_val = max(1, int(round(len(kept) * val_fraction)))
     if len(kept) - n_val < 4:
-        raise UserError(f"only {len(kept)} of {len(wanted)} sampled frames have exactly one usable face; "
-                        f"too few for a train/val split (need at least {4 + n_val}): use a longer video "
-                        "or more --frames")
+        raise UserError(f"only {len(kept)} of {len(wanted)} sampled frames have one usable face "
+                        f"({skipped['no face']} have none, {skipped['several faces']} several of about the same "
+                        f"size); too few for a train/val split (need at least {4 + n_val}): "
+                        + (f"{short}; use a complete copy" if short else "use a longer video or more --frames"))
+    if short:
+        log.warning("%s; the dataset is made of the %d that decoded", short, decoded)
 
     points = [k[2] for k in kept]
     crop = fit_crop_in_frame(face_crop(points, frame_size, margin=margin))
@@ -155,7 +165,8 @@ def build_dataset(video: Path, out_dir: Path, *, frames: int = 400, size: int = 
             "format": DATASET_FORMAT,
             "video": str(video.resolve()), "video_sha256": sha256_file(video),
             "image_size": size, "sketch_version": sketch.SKETCH_VERSION, "seed": seed,
-            "frames_total": total, "frames_sampled": len(wanted), "frames_kept": len(kept),
+            "frames_total": total, "frames_expected": expected, "frames_decoded": decoded,
+            "frames_sampled": len(wanted), "frames_kept": len(kept),
             "skipped": skipped, "train": len(kept) - n_val, "val": n_val,
             "crop": crop.as_dict(),
             "canonical_landmarks": np.round(canonical, 3).tolist(),
@@ -166,11 +177,13 @@ def build_dataset(video: Path, out_dir: Path, *, frames: int = 400, size: int = 
     return meta
 
 
-def _find_faces(video: Path, wanted: set[int], progress: bool) -> tuple[list, dict]:
+def _find_faces(video: Path, wanted: set[int], progress: bool) -> tuple[list, dict, int]:
     """Pass 1: landmarks on the sampled frames (IMAGE mode: they are far apart in time).
 
     Returns ([(frame number, time, (478, 3) points, (52,) scores, (4, 4) pose)] of the
-    frames with exactly one face, {"no face": n, "several faces": n}).
+    frames with one face, or one clearly the largest; {"no face": n, "several faces": n}
+    (two or more of about the same size: which one is the person?); the number of
+    frames the video decoded to.
     """
     from tqdm import tqdm
 
@@ -181,17 +194,21 @@ def _find_faces(video: Path, wanted: set[int], progress: bool) -> tuple[list, di
     skipped = {"no face": 0, "several faces": 0}
     with VideoFileSource(video) as src, LandmarkDetector(mode="image", max_faces=2, blendshapes=True) as det:
         bar = tqdm(total=len(wanted), desc="landmarks", unit="frame", disable=not progress)
+        decoded = 0
         for i, (t, frame) in enumerate(src):
+            decoded = i + 1
             if i not in wanted:
                 continue
-            faces = det.detect_all(frame)
+            faces = sorted(det.detect_all(frame), key=lambda f: f.area, reverse=True)
             bar.update(1)
-            if len(faces) != 1:
+            # A second face over half the area of the largest (two people in view) leaves
+            # it open whose persona this is: a mix of both would be worse than none.
+            if not faces or (len(faces) > 1 and faces[1].area > faces[0].area / 2):
                 skipped["no face" if not faces else "several faces"] += 1
                 continue
             kept.append((i, t, faces[0].points, faces[0].blendshapes, faces[0].pose))
         bar.close()
-    return kept, skipped
+    return kept, skipped, decoded
 
 
 def _write_pairs(video: Path, folder: Path, kept: list, val_set: set[int], crop: Crop, size: int,
@@ -217,8 +234,8 @@ def _write_pairs(video: Path, folder: Path, kept: list, val_set: set[int], crop:
             pts = np.round(crop.to_image(kept[k][2], size), 2)  # as stored: A re-renders from the index
             photo = cv2.warpAffine(frame, m, (size, size), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REPLICATE)
             name = f"{i:06d}.png"
-            cv2.imwrite(str(folder / "A" / name), cv2.cvtColor(sketch.render(pts, size), cv2.COLOR_RGB2BGR))
-            cv2.imwrite(str(folder / "B" / name), cv2.cvtColor(photo, cv2.COLOR_RGB2BGR))
+            _write_png(folder / "A" / name, sketch.render(pts, size))
+            _write_png(folder / "B" / name, photo)
             index.append({"file": name, "frame": i, "time": round(float(t), 4),
                           "split": "val" if k in val_set else "train", "landmarks": pts.tolist(),
                           "blendshapes": np.round(kept[k][3].astype(np.float64), 5).tolist(),
@@ -226,6 +243,18 @@ def _write_pairs(video: Path, folder: Path, kept: list, val_set: set[int], crop:
             bar.update(1)
         bar.close()
     return index
+
+
+def _write_png(path: Path, rgb: np.ndarray) -> None:
+    """Encoded in memory, then written: a failed write raises (a full disk is then the
+    one line of ``DiskFull``), where ``cv2.imwrite`` returns False and prints libpng's
+    "Write Error"."""
+    import cv2
+
+    ok, png = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise RuntimeError(f"PNG encoding of {path.name} failed")
+    path.write_bytes(png.tobytes())
 
 
 def load_dataset(folder: Path) -> dict:

@@ -211,7 +211,7 @@ def add_expression(persona: pf.Persona, video: Path, *, progress: bool = True) -
                         f"differs from persona.json's); give that video ({persona.training.get('video', '?')}), "
                         "or train the persona again with `f2f-cam train`")
     wanted = set(_sample_indices(_count_frames(video), int(persona.training.get("frames", 400))).tolist())
-    kept, _ = _find_faces(video, wanted, progress)
+    kept, _, _ = _find_faces(video, wanted, progress)
     if len(kept) < 10:
         raise UserError(f"only {len(kept)} frames of {video} have one face: too few to fit an expression model")
     landmarks = np.stack([persona.crop.to_image(k[2], persona.image_size) for k in kept])

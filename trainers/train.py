@@ -296,24 +296,27 @@ class SkipSampler(torch.utils.data.Sampler):
 
 
 class CtrlC:
-    """Ctrl-C sets ``pressed`` instead of raising, so the loop finishes its step, saves,
-    and says how to resume. Only rank 0 listens (torchrun forwards the signal to every
-    rank; rank 0's decision is broadcast), and only the main thread can."""
+    """Ctrl-C (or SIGTERM: ``kill``, a batch scheduler's time limit) sets ``pressed``
+    instead of raising, so the loop finishes its step, saves, and says how to resume.
+    Only rank 0 listens (torchrun forwards the signal to every rank; rank 0's decision
+    is broadcast), and only the main thread can."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self, enabled: bool = True):
         self.enabled = enabled and threading.current_thread() is threading.main_thread()
         self.pressed = False
-        self._old = None
+        self._old: dict = {}
 
     def __enter__(self) -> CtrlC:
         if self.enabled:
-            self._old = signal.signal(signal.SIGINT, self._press)
+            self._old = {sig: signal.signal(sig, self._press) for sig in self.SIGNALS}
         return self
 
     def _press(self, *_) -> None:
         self.pressed = True
 
     def __exit__(self, *exc) -> None:
-        if self._old is not None:
-            signal.signal(signal.SIGINT, self._old)
-            self._old = None
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+        self._old = {}

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from f2f_cam.atomic import partial_path
-from f2f_cam.errors import UserError
+from f2f_cam.errors import DiskFull, UserError, is_disk_full
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +66,8 @@ class VideoFileSink:
         self._video.time_base = 1 / self.fps
         self.width, self.height = w, h
         self.frames = 0
+        self._t0: float | None = None  # the first frame's t, when writes give one
+        self._last = None  # the last av.VideoFrame written: held over a gap in the input
         self._closed = False
         self._audio_in = None
         if audio_from is not None:
@@ -123,15 +125,39 @@ class VideoFileSink:
     # -- video --------------------------------------------------------------------
 
     def write(self, frame: np.ndarray, t: float | None = None) -> None:
-        """frame: RGB uint8 (H, W, 3); one frame of the constant-rate file (``t`` unused)."""
+        """frame: RGB uint8 (H, W, 3), shown from ``t`` s on (None: the next frame).
+
+        The file has a constant rate, and a frame with a time goes to output frame
+        round(t x fps): the frame before is repeated up to it, and a frame whose slot is
+        taken (frames faster than the rate) is dropped, so a variable-rate input (a
+        phone's) stays in time with its audio.
+        """
         import av
 
         if frame.shape != (self._video.height, self._video.width, 3) or frame.dtype != np.uint8:
             raise ValueError(f"frame must be uint8 ({self._video.height}, {self._video.width}, 3), "
                              f"got {frame.dtype} {frame.shape}")
+        if t is None:
+            due = self.frames
+        else:
+            self._t0 = t if self._t0 is None else self._t0
+            due = round((t - self._t0) * float(self.fps))
+            if due < self.frames:
+                return
         vf = av.VideoFrame.from_ndarray(frame, format="rgb24")
+        try:
+            while self.frames < due:
+                self._encode(self._last)
+            self._encode(vf)
+        except OSError as e:  # PyAV's av.error.OSError is one too
+            if is_disk_full(e):
+                raise DiskFull(self.path) from e
+            raise
+
+    def _encode(self, vf) -> None:
         vf.pts = self.frames
         self._out.mux(self._video.encode(vf))
+        self._last = vf
         self.frames += 1
         self._mux_audio_until(self.frames / float(self.fps))
 
@@ -146,8 +172,10 @@ class VideoFileSink:
             if self._audio_in is not None and self._transcode:
                 self._out.mux(self._audio_out.encode(None))
             self._out.close()
-        except Exception:
+        except Exception as e:
             self._cleanup()
+            if is_disk_full(e):
+                raise DiskFull(self.path) from e
             raise
         self._close_audio()
         os.replace(self.tmp, self.path)

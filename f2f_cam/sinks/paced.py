@@ -63,13 +63,18 @@ class PacedOutput:
     ``write(frame, t)``: t is the frame's capture time in seconds after ``clock_origin``
     (a monotonic time), for the capture-to-output latency; a frame whose t is not newer
     than the last one's (the same camera frame again, after a live switch) gives no
-    latency figure. ``tap`` (the preview) sees every frame sent. When the sink fails or
-    its window is closed, ``on_stop(error or None)`` is called once and the thread ends.
+    latency figure. ``tap`` (the preview) sees every frame sent. A sink that can
+    ``reopen()`` (the virtual camera) and fails is reopened every ``retry_s`` until it
+    works, ``problem`` saying why meanwhile; when another sink fails (a file on a full
+    disk) or its window is closed, ``on_stop(error or None)`` is called once and the
+    thread ends.
     """
 
     def __init__(self, sink, fps: float, *, clock_origin: float, on_stop: Callable[[str | None], None],
-                 tap: Callable[[np.ndarray], None] | None = None):
+                 tap: Callable[[np.ndarray], None] | None = None, retry_s: float = 1.0):
         self.sink, self.fps = sink, float(fps)
+        self.retry_s = retry_s
+        self.problem = ""  # why the output is not going out now ("" while it is)
         self.size = (sink.width, sink.height) if hasattr(sink, "width") else tuple(sink.describe()["size"])
         self.clock_origin = clock_origin
         self.tap = tap
@@ -102,31 +107,60 @@ class PacedOutput:
         return item[1] if item is not None else None
 
     def _run(self) -> None:
+        while True:
+            try:
+                return self._send_until_stopped()
+            except Exception as e:  # the output is gone (device removed, disk full)
+                if not self._recover(e):
+                    return
+
+    def _send_until_stopped(self) -> None:
         blank = np.zeros((self.size[1], self.size[0], 3), np.uint8)
         sent_seq, sent_t = 0, None
-        try:
-            while not self._stop.is_set():
-                item = self._latest
-                frame = item[1] if item is not None else blank
-                self._send(frame)
-                now = time.monotonic()
-                self.frames_out += 1
-                self.rate.tick(now)
-                if item is not None and item[0] != sent_seq:
-                    sent_seq, t = item[0], item[2]
-                    if t is not None and (sent_t is None or t > sent_t):
-                        sent_t = t
-                        ms = (now - self.clock_origin - t) * 1e3
-                        self.latency_ms = ms if self.latency_ms is None else self.latency_ms + 0.1 * (ms - self.latency_ms)
-                self._feed_tap(frame)
-                if getattr(self.sink, "closed", False):  # the window output was closed by the user
-                    log.info("output window closed; stopping")
-                    self._on_stop(None)
-                    return
-                self._pace()
-        except Exception as e:  # the output is gone (disk full, device removed): stop, say why
+        while not self._stop.is_set():
+            item = self._latest
+            frame = item[1] if item is not None else blank
+            self._send(frame)
+            if self.problem:
+                log.warning("the output is back: %s", self.describe())
+                self.problem = ""
+            now = time.monotonic()
+            self.frames_out += 1
+            self.rate.tick(now)
+            if item is not None and item[0] != sent_seq:
+                sent_seq, t = item[0], item[2]
+                if t is not None and (sent_t is None or t > sent_t):
+                    sent_t = t
+                    ms = (now - self.clock_origin - t) * 1e3
+                    self.latency_ms = ms if self.latency_ms is None else self.latency_ms + 0.1 * (ms - self.latency_ms)
+            self._feed_tap(frame)
+            if getattr(self.sink, "closed", False):  # the window output was closed by the user
+                log.info("output window closed; stopping")
+                self._on_stop(None)
+                return
+            self._pace()
+
+    def _recover(self, e: Exception) -> bool:
+        """After the sink failed: True once it is open again, False to end the thread.
+
+        A virtual camera is reopened every ``retry_s`` for as long as it takes (video
+        apps wait for the device; it comes back when the driver or OBS does); any other
+        sink stops the output, saying why."""
+        reopen = getattr(self.sink, "reopen", None)
+        if reopen is None:
             log.exception("the output failed; stopping")
             self._on_stop(f"the output failed: {one_line(e)}")
+            return False
+        if not self.problem:  # one line per outage, not one per attempt
+            log.warning("the output failed (%s); reopening it every %g s", one_line(e), self.retry_s)
+        self.problem = f"{one_line(e)}; reopening every {self.retry_s:g} s"
+        while not self._stop.wait(self.retry_s):
+            try:
+                reopen()
+                return True
+            except Exception as again:
+                self.problem = f"{one_line(again)}; reopening every {self.retry_s:g} s"
+        return False
 
     def _send(self, frame: np.ndarray) -> None:
         if getattr(self.sink, "kind", "") != "file":

@@ -83,8 +83,6 @@ class VirtualCamSink:
     kind = "virtualcam"
 
     def __init__(self, size: tuple[int, int], fps: float, backend: str = "auto", device: str | None = None):
-        import pyvirtualcam
-
         self.width, self.height = size
         self.fps = float(fps)
         registered = available_backends()
@@ -98,30 +96,45 @@ class VirtualCamSink:
         else:
             raise UserError(f"unknown virtual camera backend '{backend}'; choose one of: "
                             f"{', '.join(dict.fromkeys(['auto', *BUILTIN_BACKENDS, *registered]))}")
-        errors = []
-        self._cam = None
-        for name in names:
-            dev = device or default_device(name)
-            try:
-                self._cam = pyvirtualcam.Camera(self.width, self.height, self.fps, fmt=pyvirtualcam.PixelFormat.RGB,
-                                                backend=name, device=dev)
-                break
-            except Exception as e:  # each backend fails in its own way (RuntimeError, OSError, ...)
-                errors.append(f"{name}: {one_line(e).removeprefix(repr(name) + ' backend: ')}")
-        if self._cam is None:
-            why = "; ".join(errors) or f"pyvirtualcam has no backend on {platform.system()}"
-            raise UserError(f"no virtual camera could be opened ({why}); {how_to_get_a_backend()}; "
-                            "or run without one: --output window or --output FILE.mp4")
+        self._device_arg = device
+        self._cam = self._open(names)
+        self._names = [self._cam.backend]  # what reopen() tries: the backend that worked
+        self._last = (self._cam.backend, self._cam.device)  # described while it is being reopened
         log.info("virtual camera: %s %s, %dx%d at %g fps", self.backend, self.device, self.width,
                  self.height, self.fps)
 
+    def _open(self, names: list[str]):
+        import pyvirtualcam
+
+        errors = []
+        for name in names:
+            dev = self._device_arg or default_device(name)
+            try:
+                return pyvirtualcam.Camera(self.width, self.height, self.fps, fmt=pyvirtualcam.PixelFormat.RGB,
+                                           backend=name, device=dev)
+            except Exception as e:  # each backend fails in its own way (RuntimeError, OSError, ...)
+                errors.append(f"{name}: {one_line(e).removeprefix(repr(name) + ' backend: ')}")
+        why = "; ".join(errors) or f"pyvirtualcam has no backend on {platform.system()}"
+        raise UserError(f"no virtual camera could be opened ({why}); {how_to_get_a_backend()}; "
+                        "or run without one: --output window or --output FILE.mp4")
+
+    def reopen(self) -> None:
+        """Close the camera and open it again (its backend failed mid-stream: the
+        v4l2loopback module reloaded, OBS restarted). Raises UserError while it cannot."""
+        try:
+            self.close()
+        except Exception as e:  # a broken backend can fail to close too; it is being replaced
+            log.debug("closing the failed virtual camera: %s", e)
+        self._cam = self._open(self._names)
+        self._last = (self._cam.backend, self._cam.device)
+
     @property
     def backend(self) -> str:
-        return self._cam.backend if self._cam is not None else ""
+        return self._last[0]
 
     @property
     def device(self) -> str:
-        return self._cam.device if self._cam is not None else ""
+        return self._last[1]
 
     def describe(self) -> dict:
         return {"kind": self.kind, "backend": self.backend, "device": self.device,
