@@ -20,6 +20,15 @@ ROOT = Path(__file__).resolve().parents[1]
 TINY_SIZE, TINY_NGF = 64, 8
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _fork_server():
+    """``run_cli``'s fork server lives for the session (started on first use)."""
+    import forkcli
+
+    yield
+    forkcli.close()
+
+
 @pytest.fixture(autouse=True)
 def isolated_dirs(tmp_path_factory, monkeypatch):
     """Point every f2f-cam folder at a fresh temp dir: tests never touch the real user's."""
@@ -161,11 +170,19 @@ def installed_persona(tiny_persona):
 
 
 def run_cli(*args: str, check: bool = False) -> subprocess.CompletedProcess:
-    """Run the installed ``f2f-cam`` console script as a user would."""
-    exe = Path(sys.executable).with_name("f2f-cam")
-    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "f2f_cam"]
-    proc = subprocess.run(cmd + list(map(str, args)), capture_output=True, text=True,
-                          env=dict(os.environ), timeout=300)
+    """Run ``f2f-cam ARGS`` in a process of its own, as a user would: forked from a
+    server that has imported torch and MediaPipe once (``forkcli``), else the installed
+    console script."""
+    import forkcli
+
+    args = [str(a) for a in args]
+    server = forkcli.server()
+    if server is not None:
+        proc = server.run(args, timeout=300)
+    else:
+        exe = Path(sys.executable).with_name("f2f-cam")
+        cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "f2f_cam"]
+        proc = subprocess.run(cmd + args, capture_output=True, text=True, env=dict(os.environ), timeout=300)
     if check and proc.returncode != 0:
         raise AssertionError(f"f2f-cam {' '.join(map(str, args))} failed:\n{proc.stderr}")
     return proc
