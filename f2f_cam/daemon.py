@@ -31,7 +31,7 @@ from f2f_cam import flow
 from f2f_cam.config import DaemonConfig, PipelineConfig
 from f2f_cam.errors import UserError
 from f2f_cam.sinks.paced import Rate
-from f2f_cam.system import release_free_memory, split_threads
+from f2f_cam.system import split_threads
 
 log = logging.getLogger(__name__)
 
@@ -420,8 +420,6 @@ class Daemon:
             persona = PersonaStore().get(str(name))
             stages = self.pipe.prepare(persona=persona)  # loads the generator here, not in the loop
             self._submit(lambda: self.pipe.apply(stages))
-            del stages
-            release_free_memory()  # the old generator's memory, back to the OS
             log.info("persona: %s", persona.name)
 
     def set_layout(self, layout: str, *, remember: bool = True) -> None:

@@ -6,7 +6,6 @@ the generator, the trainer), so they can never disagree.
 
 from __future__ import annotations
 
-import ctypes
 import os
 import sys
 
@@ -69,16 +68,3 @@ def split_threads() -> int:
     n = max(1, cpu_count() - 1)
     torch.set_num_threads(n)
     return n
-
-
-def release_free_memory() -> None:
-    """Give freed heap memory back to the OS (glibc's ``malloc_trim``). A persona
-    switch frees one generator's buffers and allocates another's, and glibc keeps the
-    holes: the soak grew 46 MB over nine switches without this. A no-op elsewhere."""
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        trim = ctypes.CDLL(None).malloc_trim
-    except (OSError, AttributeError):  # not glibc (musl has no malloc_trim)
-        return
-    trim(0)
