@@ -78,7 +78,8 @@ def setup(tmp: Path, extra: list[Path]) -> list[str]:
     return names
 
 
-def drive(d, rec: Recorder, names: list[str], frames: int, video: Path) -> tuple[list, list]:
+def drive(d, rec: Recorder, names: list[str], frames: int, video: Path, switch: bool = True,
+          unplug: bool = True) -> tuple[list, list]:
     """Run until ``frames`` are published: the events of every cycle, and the samples."""
     from f2f_cam.control import ControlClient
 
@@ -92,9 +93,11 @@ def drive(d, rec: Recorder, names: list[str], frames: int, video: Path) -> tuple
             cycle += 1
             persona, layout = names[cycle % len(names)], layouts[cycle % 2]
             t0 = time.monotonic()
-            client.request("persona", persona)
-            client.request("layout", layout)
-            Unpluggable.window = (time.monotonic(), time.monotonic() + UNPLUG_S)
+            if switch:
+                client.request("persona", persona)
+                client.request("layout", layout)
+            if unplug:
+                Unpluggable.window = (time.monotonic(), time.monotonic() + UNPLUG_S)
             events.append({"frame": n, "persona": persona, "layout": layout,
                            "switch_s": round(time.monotonic() - t0, 2)})
         if n >= len(samples) * SAMPLE:
@@ -116,6 +119,8 @@ def main() -> int:
     ap.add_argument("--persona-dir", type=Path, action="append", default=[],
                     help="a persona folder to switch to (repeatable); default: an untrained one")
     ap.add_argument("--json", type=Path, help="write the figures here too")
+    ap.add_argument("--no-switch", action="store_true", help="no persona or layout switches (to tell causes apart)")
+    ap.add_argument("--no-unplug", action="store_true", help="no camera losses")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="f2f-soak-"))
     for var in ("DATA", "CONFIG", "CACHE", "RUNTIME", "LOG"):
@@ -136,7 +141,7 @@ def main() -> int:
     rec = Recorder.last
     t0 = time.monotonic()
     try:
-        events, samples = drive(d, rec, names, args.frames, args.video)
+        events, samples = drive(d, rec, names, args.frames, args.video, not args.no_switch, not args.no_unplug)
         summary = d.summary()
     finally:
         d.stop()
