@@ -73,27 +73,38 @@ def child(req: dict) -> None:
             os._exit(code)
 
 
+class Lines:
+    """The fork server's answers: one JSON object a line, read with a deadline."""
+
+    def __init__(self, stream):
+        self.stream = stream
+        self._buf = b""
+
+    def read(self, timeout: float) -> dict:
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self._buf:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([self.stream], [], [], left)[0]:
+                raise TimeoutError("the fork server did not answer")
+            chunk = os.read(self.stream.fileno(), 4096)
+            if not chunk:
+                raise RuntimeError("the fork server died")
+            self._buf += chunk
+        line, self._buf = self._buf.split(b"\n", 1)
+        return json.loads(line)
+
+
 class ForkServer:
     """One server; one command at a time (callers from several threads take turns)."""
 
     def __init__(self):
         self.proc = subprocess.Popen([sys.executable, "-c", SERVER, str(HERE)], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, cwd=HERE.parent)
-        self._buf = b""
+        self._lines = Lines(self.proc.stdout)
         self.lock = threading.Lock()
 
     def _line(self, timeout: float) -> dict:
-        deadline = time.monotonic() + timeout
-        while b"\n" not in self._buf:
-            left = deadline - time.monotonic()
-            if left <= 0 or not select.select([self.proc.stdout], [], [], left)[0]:
-                raise TimeoutError("the fork server did not answer")
-            chunk = os.read(self.proc.stdout.fileno(), 4096)
-            if not chunk:
-                raise RuntimeError("the fork server died")
-            self._buf += chunk
-        line, self._buf = self._buf.split(b"\n", 1)
-        return json.loads(line)
+        return self._lines.read(timeout)
 
     def run(self, args: list[str], timeout: float) -> subprocess.CompletedProcess:
         with self.lock, tempfile.TemporaryDirectory(prefix="f2f-cli-") as tmp:

@@ -23,7 +23,6 @@ import logging
 import os
 import random
 import re
-import select
 import shutil
 import signal
 import subprocess
@@ -44,6 +43,7 @@ from f2f_cam.control import ControlClient
 from f2f_cam.persona import PersonaStore, _read_archive, dump_meta, read_files, read_persona, write_archive
 from trainers import synth
 
+from forkcli import Lines
 from test_control import raw
 from test_daemon import FPS, daemons, wait_frames  # noqa: F401 (the fixture)
 from test_virtualcam import Recorder, recorder  # noqa: F401 (the fixture)
@@ -86,21 +86,11 @@ class Forker:
         self.proc = subprocess.Popen([sys.executable, "-c", SERVER, str(HERE)], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, cwd=HERE.parent,
                                      env={**os.environ, "OMP_NUM_THREADS": "1"})
-        self._buf = b""
+        self._lines = Lines(self.proc.stdout)
         self.child: Child | None = None
 
     def _line(self, timeout: float) -> dict:
-        deadline = time.monotonic() + timeout
-        while b"\n" not in self._buf:
-            left = deadline - time.monotonic()
-            if left <= 0 or not select.select([self.proc.stdout], [], [], left)[0]:
-                raise TimeoutError("the fork server did not answer")
-            chunk = os.read(self.proc.stdout.fileno(), 4096)
-            if not chunk:
-                raise RuntimeError("the fork server died")
-            self._buf += chunk
-        line, self._buf = self._buf.split(b"\n", 1)
-        return json.loads(line)
+        return self._lines.read(timeout)
 
     def start(self, tmp: Path, argv: list | None = None, *, call: str | None = None, cut: dict | None = None,
               **kwargs) -> "Child":

@@ -190,12 +190,17 @@ def x_display_with_tray():
             time.sleep(0.1)
         yield display
     finally:
-        for p in reversed(procs):
-            p.terminate()
-            try:
-                p.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        _stop_all(procs)
+
+
+def _stop_all(procs) -> None:
+    """Terminate what a fixture started, newest first (killed if it will not stop)."""
+    for p in reversed(procs):
+        p.terminate()
+        try:
+            p.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            p.kill()
 
 
 def _has_tray(display: str) -> bool:

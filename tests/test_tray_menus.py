@@ -23,7 +23,7 @@ from f2f_cam.desktop import Desktop, choose
 
 from conftest import run_cli
 from test_daemon import second_persona  # noqa: F401 (the fixture)
-from test_tray import _has_tray, wait_until, x_display_with_tray  # noqa: F401 (the fixture)
+from test_tray import _stop_all, wait_until, x_display_with_tray  # noqa: F401 (the fixture)
 
 XDOTOOL, SNI_TRAY, DBUS = (shutil.which(n) for n in ("xdotool", "gtk-sni-tray-standalone", "dbus-daemon"))
 SCREENSHOTS = os.environ.get("F2F_CAM_SCREENSHOTS")  # a folder: the menu pictures are kept there too (docs/)
@@ -124,15 +124,6 @@ def _start_xvfb(procs) -> str:
         number = f.readline().strip()
     assert number, "Xvfb did not start"
     return f":{number}"
-
-
-def _stop_all(procs) -> None:
-    for p in reversed(procs):
-        p.terminate()
-        try:
-            p.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            p.kill()
 
 
 # -- driving the menu ------------------------------------------------------------------------
