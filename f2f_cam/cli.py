@@ -238,7 +238,8 @@ def _register_optional() -> None:
 
     for module, names in (("f2f_cam.cli_daemon", ("run", "ctl", "doctor")),
                           ("f2f_cam.cli_train", ("dataset", "train", "export")),
-                          ("f2f_cam.cli_bench", ("bench",))):
+                          ("f2f_cam.cli_bench", ("bench",)),
+                          ("f2f_cam.cli_runs", ("runs",))):
         try:
             mod = importlib.import_module(module)
         except ModuleNotFoundError as e:

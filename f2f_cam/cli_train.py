@@ -17,6 +17,29 @@ def _size_option(f):
                         help="Persona image size: 64, 128, 256 or 512 px.")(f)
 
 
+def _slurm_options(f):
+    opts = [
+        click.option("--slurm", is_flag=True, help="Build the dataset here, then train as a Slurm batch job "
+                     "(sbatch); prints the job id and how to follow it."),
+        click.option("--slurm-dry-run", is_flag=True, help="Like --slurm, but only write and print the job "
+                     "script (RUN/slurm/train.sbatch)."),
+        click.option("--nodes", type=int, default=1, show_default=True, help="With --slurm: nodes."),
+        click.option("--gpus-per-node", type=int, default=0, show_default=True,
+                     help="With --slurm: GPUs per node, one training process each (0: CPUs, gloo)."),
+        click.option("--tasks-per-node", type=int, default=None,
+                     help="With --slurm: training processes per node [default: one per GPU, or 1]."),
+        click.option("--cpus-per-task", type=int, default=None, help="With --slurm: CPUs per process."),
+        click.option("--time", "time_limit", default=None, help="With --slurm: time limit, HH:MM:SS; a "
+                     "checkpoint is saved before it and the job requeued."),
+        click.option("--partition", default=None, help="With --slurm: partition."),
+        click.option("--account", default=None, help="With --slurm: account to charge."),
+        click.option("--slurm-job", is_flag=True, hidden=True),  # the job's own command (trainers.slurm)
+    ]
+    for opt in reversed(opts):
+        f = opt(f)
+    return f
+
+
 @click.command()
 @click.argument("video", type=click.Path(path_type=Path))
 @click.option("-o", "--output", type=click.Path(path_type=Path), required=True, help="Dataset folder to write.")
@@ -80,16 +103,17 @@ def dataset(video, output, frames, size, val_fraction, seed, quiet):
 @click.option("--resume", is_flag=True, help="Continue the run in --workdir from its last checkpoint.")
 @click.option("--force", is_flag=True, help="Replace an existing persona / start the run over.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
+@_slurm_options
 def train(video, name, display_name, dataset_dir, workdir, frames, size, ngf, ndf, norm, no_dropout, epochs, minutes,
           batch_size, lr, gan_mode, num_D, lambda_feat, decay_epochs, decay_share, save_every, device, precision,
-          workers, sync_bn, no_augment, jitter, seed, max_steps, resume, force, quiet):
+          workers, sync_bn, no_augment, jitter, seed, max_steps, resume, force, quiet, **slurm):
     """Train a persona from one video: dataset -> pix2pix -> export -> install.
 
-    Resumable (--resume), stops cleanly at a time budget (--minutes), and runs under
-    `torchrun --nproc-per-node N -m f2f_cam train ...` for DistributedDataParallel.
+    Resumable (--resume), stops cleanly at a time budget (--minutes), runs under
+    `torchrun --nproc-per-node N -m f2f_cam train ...` for DistributedDataParallel,
+    and as a Slurm job with --slurm (the dataset is built here first).
     """
     from trainers.config import TrainConfig
-    from trainers.recipe import train_persona
 
     cfg = TrainConfig(size=size, ngf=ngf, ndf=ndf, norm=norm, dropout=not no_dropout,
                       epochs=epochs if epochs is not None or minutes is not None else 30,
@@ -98,10 +122,23 @@ def train(video, name, display_name, dataset_dir, workdir, frames, size, ngf, nd
                       save_every=save_every, device=device,
                       precision=precision, workers=workers, sync_bn=sync_bn, augment=not no_augment,
                       jitter=jitter, seed=seed, max_steps=max_steps)
+    if slurm["slurm"] or slurm["slurm_dry_run"]:
+        return _submit(name, video, dataset_dir, cfg, workdir, frames, display_name, resume, force, quiet, slurm)
+    if slurm["slurm_job"] and _job_already_done(name, workdir):
+        return
+    from trainers.recipe import train_persona
+
     r = train_persona(name, video=video, dataset=dataset_dir, config=cfg, workdir=workdir, frames=frames,
-                      display_name=display_name, resume=resume, force=force, progress=not quiet)
+                      display_name=display_name, resume=resume, force=force, progress=not quiet,
+                      slurm_job=slurm["slurm_job"])
     if r.rank != 0:
         return
+    if r.interrupted and slurm["slurm_job"]:
+        requeue = (r.run_dir / "slurm" / "requeue").exists()
+        click.echo(f"checkpoint saved in {r.checkpoint.parent} at step {r.steps}; " + (
+            "the job script requeues the job, which resumes from it" if requeue else
+            f"stopped; `sbatch {r.run_dir / 'slurm' / 'train.sbatch'}` resumes it"), err=True)
+        raise SystemExit(0 if requeue else 130)
     if r.interrupted:
         args = sys.argv[1:] + ([] if "--resume" in sys.argv else ["--resume"])
         click.echo(f"interrupted; checkpoint saved in {r.checkpoint.parent}. Resume with:\n  "
@@ -118,6 +155,43 @@ def train(video, name, display_name, dataset_dir, workdir, frames, size, ngf, nd
     )
     if r.verdict is not None:
         click.echo(r.verdict.lines())
+
+
+def _submit(name, video, dataset_dir, cfg, workdir, frames, display_name, resume, force, quiet, slurm) -> None:
+    from trainers.slurm import SlurmSpec, submit_training
+
+    spec = SlurmSpec(nodes=slurm["nodes"], gpus_per_node=slurm["gpus_per_node"],
+                     tasks_per_node=slurm["tasks_per_node"], cpus_per_task=slurm["cpus_per_task"],
+                     time=slurm["time_limit"], partition=slurm["partition"], account=slurm["account"])
+    dry = slurm["slurm_dry_run"]
+    script, job = submit_training(name, video=video, dataset=dataset_dir, config=cfg, spec=spec, workdir=workdir,
+                                  frames=frames, display_name=display_name, resume=resume, force=force,
+                                  progress=not quiet, dry_run=dry)
+    if dry:
+        click.echo(script.read_text(encoding="utf-8"))
+        click.echo(f"wrote {script} (not submitted); submit it with: sbatch {script}", err=True)
+        return
+    kind = f"{spec.gpus_per_node} GPU(s) per node" if spec.gpus_per_node else "CPUs"
+    click.echo(f"submitted Slurm job {job}: {spec.world} training process(es) on {spec.nodes} node(s), {kind}\n"
+               f"script: {script}\n"
+               f"follow it: f2f-cam runs show {name} --follow   (log: {script.parent}/job-{job}.out)\n"
+               f"stop it:   scancel {job}   (a checkpoint is saved; `sbatch {script}` resumes it)")
+
+
+def _job_already_done(name, workdir) -> bool:
+    """A requeued job whose run already finished (its persona installed): nothing to do."""
+    from trainers import runs
+    from trainers.slurm import slurm_rank_env
+
+    from trainers.train import CtrlC
+
+    slurm_rank_env()
+    CtrlC.catch_early()
+    state = runs.read_state(workdir) if workdir else {}
+    if state.get("state") == "finished":
+        click.echo(f"the run '{name}' has finished already: persona at {state.get('persona')}; nothing to do")
+        return True
+    return False
 
 
 def _or(value, default):

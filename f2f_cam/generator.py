@@ -141,3 +141,47 @@ class Generator:
             with torch.inference_mode():
                 return self.compiled(torch.from_numpy(np.ascontiguousarray(sketch))).numpy()
         return to_image(self.forward(to_input(sketch)))[0]
+
+
+class GeneratorCache:
+    """The generators of the last ``keep`` personas used, so that switching back to one
+    is instant and loads nothing: each load of a generator leaves the allocator a little
+    larger (the daemon's soak grew at every switch when each one loaded anew). An entry
+    is the persona's generator file as it is on disk (path, inode, size, mtime): a
+    persona reinstalled under the same name is loaded again."""
+
+    def __init__(self, keep: int = 3):
+        self.keep = keep
+        self._lock = threading.Lock()
+        self._entries: dict[tuple, Generator] = {}  # oldest first
+
+    @staticmethod
+    def _key(persona: Persona, device: str, precision: str, compile: str) -> tuple:
+        st = persona.generator_path.stat()
+        return (str(persona.generator_path), st.st_ino, st.st_size, st.st_mtime_ns, persona.image_size,
+                device, precision, compile)
+
+    def get(self, persona: Persona, device: str = "cpu", precision: str = "auto",
+            compile: str = "cached") -> Generator:
+        try:
+            key = self._key(persona, device, precision, compile)
+        except OSError:  # the persona's file went away: let Generator say so
+            return Generator(persona, device=device, precision=precision, compile=compile)
+        with self._lock:
+            gen = self._entries.pop(key, None)
+            if gen is not None:
+                self._entries[key] = gen  # now the newest
+                return gen
+        gen = Generator(persona, device=device, precision=precision, compile=compile)
+        with self._lock:
+            self._entries[key] = gen
+            while len(self._entries) > self.keep:
+                self._entries.pop(next(iter(self._entries)))
+        return gen
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
+CACHE = GeneratorCache()  # the process's: the daemon's switches and its pipelines share it

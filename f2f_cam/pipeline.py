@@ -101,9 +101,9 @@ def stages_for(layout: str, persona: Persona | None, out_size: tuple[int, int], 
         detector, blendshapes = LandmarkDetector(mode=detector_mode, blendshapes=scores), scores
     generator = current.generator if current is not None and current.persona is persona else None
     if spec.needs_generator and generator is None:
-        from f2f_cam.generator import Generator
+        from f2f_cam.generator import CACHE
 
-        generator = Generator(persona, device=cfg.device, precision=cfg.precision,
+        generator = CACHE.get(persona, device=cfg.device, precision=cfg.precision,
                               compile=compile if cfg.compile else "off")
     return Stages(Compositor(layout, out_size), persona, detector, generator, blendshapes)
 

@@ -8,7 +8,8 @@ seconds (reads and re-opens fail). Every 500 frames the script samples this proc
 RSS, threads and open file descriptors.
 
     python scripts/soak.py [--frames 20000] [--video ../shared/assets/faces/d13.mp4]
-                           [--persona-dir FOLDER] [--json soak.json]
+                           [--persona-dir FOLDER] [--json soak.json] [--cache-dir DIR]
+                           [--no-switch] [--no-unplug]
 
 Checks: no crash; RSS growth <= 20 MB (the largest sample of the first full cycle,
 frames 2,000-4,000, against the largest of the last 2,000 frames); no growth in
@@ -121,10 +122,14 @@ def main() -> int:
     ap.add_argument("--json", type=Path, help="write the figures here too")
     ap.add_argument("--no-switch", action="store_true", help="no persona or layout switches (to tell causes apart)")
     ap.add_argument("--no-unplug", action="store_true", help="no camera losses")
+    ap.add_argument("--cache-dir", type=Path, help="keep the compiled generators here between runs "
+                    "(default: in the temporary folder)")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="f2f-soak-"))
     for var in ("DATA", "CONFIG", "CACHE", "RUNTIME", "LOG"):
         os.environ[f"F2F_CAM_{var}_DIR"] = str(tmp / var.lower())
+    if args.cache_dir:
+        os.environ["F2F_CAM_CACHE_DIR"] = str(args.cache_dir)
 
     import pyvirtualcam
 
@@ -161,6 +166,10 @@ def report(args, rec, events, samples, summary, seconds) -> int:
         "frames": len(rec.times), "seconds": round(seconds, 1), "fps": round((len(rec.times) - 1) / seconds, 2),
         "max_gap_ms": round(float(gaps.max()) * 1e3, 1), "gap_p99_ms": round(float(np.percentile(gaps, 99)) * 1e3, 1),
         "gaps_over_100ms": int((gaps > 0.1).sum()), "cycles": len(events),
+        # Where the long gaps were (frame, wall-clock time, ms): to set beside events and the machine's load.
+        "long_gaps": [{"frame": int(i + 1), "at": time.strftime("%H:%M:%S", time.localtime(
+            time.time() - (time.monotonic() - rec.times[i + 1]))), "ms": round(float(gaps[i]) * 1e3, 1)}
+            for i in np.flatnonzero(gaps > 0.1)[:20]],
         "rss_mb_start": round(base["rss_mb"], 1), "rss_mb_end": round(last["rss_mb"], 1),
         "rss_mb_peak": round(max(s["rss_mb"] for s in samples), 1),
         "rss_growth_mb": round(last["rss_mb"] - base["rss_mb"], 1),

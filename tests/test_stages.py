@@ -116,3 +116,26 @@ def test_image_folder_source_and_video_from_it(tmp_path, talking_head, installed
 def test_missing_camera_is_a_user_error():
     with pytest.raises(UserError, match="cannot open camera"):
         CameraSource("/dev/video99")
+
+
+def test_generator_cache_reuses_a_persona_until_it_changes(tiny_persona):
+    """Switching back to a persona reuses its loaded generator (no load, no allocator
+    growth: the soak's finding); a reinstalled persona is loaded anew; the oldest goes."""
+    from f2f_cam.generator import GeneratorCache
+    from f2f_cam.persona import PersonaStore
+
+    store = PersonaStore()
+    store.install_folder(tiny_persona[0])
+    store.install_folder(tiny_persona[0], name="other")
+    store.install_folder(tiny_persona[0], name="third")
+    cache = GeneratorCache(keep=2)
+    first = cache.get(store.get("tiny"), compile="off")
+    assert cache.get(store.get("tiny"), compile="off") is first  # a new Persona object, same files
+    assert cache.get(store.get("tiny"), precision="fp32", compile="off") is not first
+    store.install_folder(tiny_persona[0], force=True)  # the same persona, reinstalled
+    again = cache.get(store.get("tiny"), compile="off")
+    assert again is not first
+    other = cache.get(store.get("other"), compile="off")
+    cache.get(store.get("third"), compile="off")  # keep=2: "tiny" is the oldest and goes
+    assert cache.get(store.get("other"), compile="off") is other
+    assert cache.get(store.get("tiny"), compile="off") is not again

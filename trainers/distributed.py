@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import warnings
 from dataclasses import dataclass, field
 
 import torch
@@ -115,6 +116,9 @@ def wrap(model: nn.Module, dd: Dist) -> nn.Module:
     if dd.world <= 1:
         return model
     kw = {"device_ids": [dd.device.index]} if dd.device.type == "cuda" else {}
+    # channels_last activations give channels_last gradients for the 4-D weights, which
+    # DDP's contiguous buckets copy once per step; its warning says so at every start.
+    warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
     return nn.parallel.DistributedDataParallel(model, **kw)
 
 

@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 from f2f_cam import paths
-from f2f_cam.errors import UserError
+from f2f_cam.atomic import write_text
+from f2f_cam.errors import UserError, one_line
 from f2f_cam.persona import PersonaStore, check_name
+from trainers import runs
 from trainers.config import TrainConfig
 from trainers.dataset import DATASET_FORMAT, DATASET_JSON, build_dataset, load_dataset, sha256_file
 from trainers.distributed import barrier, finish_distributed, init_distributed
@@ -60,7 +63,8 @@ class PersonaResult:
 def train_persona(name: str, *, video: Path | None = None, dataset: Path | None = None,
                   config: TrainConfig = TrainConfig(), workdir: Path | None = None, frames: int = 400,
                   display_name: str | None = None, resume: bool = False, force: bool = False,
-                  progress: bool = True, store: PersonaStore | None = None, check: bool = True) -> PersonaResult:
+                  progress: bool = True, store: PersonaStore | None = None, check: bool = True,
+                  slurm_job: bool = False) -> PersonaResult:
     """Train the persona ``name`` from a ``video`` (or a ``dataset`` folder) and install it.
 
     ``workdir``: the run folder (default DATA_DIR/runs/NAME). ``resume`` continues the
@@ -68,32 +72,33 @@ def train_persona(name: str, *, video: Path | None = None, dataset: Path | None 
     installed persona of the same name. An interrupted run (Ctrl-C) saves a checkpoint
     and returns with ``stopped == "interrupted"`` and no persona. ``check``: measure the
     installed persona and judge it (``trainers.verdict``; seconds), into ``verdict`` and
-    the run folder's quality.json.
+    the run folder's quality.json. ``slurm_job``: this is the job ``train --slurm``
+    submitted (``trainers.slurm``): it resumes when the run has a checkpoint, and a
+    stop at Slurm's warning (SIGUSR1) asks the job script to requeue the job.
     """
     check_name(name)
     if (video is None) == (dataset is None):
         raise UserError("give a VIDEO or --dataset DIR (one of the two)")
     store = store or PersonaStore()
+    run_dir = Path(workdir) if workdir else paths.data_dir() / "runs" / name
+    if slurm_job:  # the job of `train --slurm`: a requeued one continues where the last stopped
+        resume = (run_dir / "checkpoints" / "last.pt").exists()
     if not force and name in store.names():
         raise UserError(f"persona '{name}' already exists; add --force to replace it, or pick another --name")
-    run_dir = Path(workdir) if workdir else paths.data_dir() / "runs" / name
     dd = init_distributed(config.device)  # once per process: train() takes it from here
-    if dd.main:
-        prepare_run_dir(run_dir, name, resume=resume, force=force)
-    if dataset is None:  # rank 0 builds (or reuses) it, the others wait
-        dataset = run_dir / "dataset"
-        if dd.main:
-            ensure_dataset(Path(video), dataset, frames=frames, size=config.size, seed=config.seed,
-                           progress=progress)
-    barrier(dd)
-    meta = load_dataset(dataset)
-    tune_malloc()
-    facts = train(config, meta, run_dir, resume=resume, progress=progress, dd=dd)
-    finish_distributed()
+    facts, meta = _train_run(name, video, dataset, config, run_dir, frames, resume, force, progress, dd)
     persona = verdict = None
-    if dd.main and facts["stopped"] != "interrupted":
+    if dd.main and facts["stopped"] == "interrupted":
+        requeue = slurm_job and facts.get("signal") == "SIGUSR1"
+        if requeue:  # the job script sees it and sends the job back to the queue
+            write_text(run_dir / "slurm" / "requeue", os.environ.get("SLURM_JOB_ID", "") + "\n")
+        runs.update(run_dir, state="requeued" if requeue else "stopped", stopped=facts.get("signal"))
+    elif dd.main:
         persona = export_checkpoint(facts["checkpoint"], name, display_name=display_name, force=force,
                                     result=facts, store=store).path
+        hashes = facts.get("rank_G_sha1") or []
+        runs.update(run_dir, state="finished", stopped=facts["stopped"], persona=str(persona),
+                    ranks_in_sync=len(set(hashes)) == 1 if hashes else None)
         if check:
             source = "VIDEO" if video is None else str(video)
             verdict = check_persona(persona, meta, stopped=facts["stopped"], out_file=run_dir / "quality.json",
@@ -105,6 +110,32 @@ def train_persona(name: str, *, video: Path | None = None, dataset: Path | None 
         checkpoint=Path(facts["checkpoint"]), persona=persona, val_l1=facts.get("val_l1"),
         val_psnr=facts.get("val_psnr"), val_ssim=facts.get("val_ssim"), rank=dd.rank, world_size=dd.world,
         verdict=verdict)
+
+
+def _train_run(name, video, dataset, config, run_dir, frames, resume, force, progress, dd) -> tuple[dict, dict]:
+    """The run folder, the dataset (rank 0 builds or reuses it, the others wait) and
+    the training: (train()'s facts, the dataset's meta)."""
+    if dd.main:
+        prepare_run_dir(run_dir, name, resume=resume, force=force)
+        runs.register(name, run_dir)
+        runs.update(run_dir, name=name, state="building dataset" if dataset is None else "starting", error=None)
+    try:  # from here on the run folder is this run's: its state says how it ended
+        if dataset is None:
+            dataset = run_dir / "dataset"
+            if dd.main:
+                ensure_dataset(Path(video), dataset, frames=frames, size=config.size, seed=config.seed,
+                               progress=progress)
+        barrier(dd)
+        meta = load_dataset(dataset)
+        tune_malloc()
+        facts = train(config, meta, run_dir, resume=resume, progress=progress, dd=dd)
+        finish_distributed()
+    except BaseException as e:
+        if dd.main:
+            runs.update(run_dir, name=name, state="failed" if isinstance(e, Exception) else "stopped",
+                        error=one_line(e))
+        raise
+    return facts, meta
 
 
 def prepare_run_dir(run_dir: Path, name: str, *, resume: bool, force: bool) -> None:

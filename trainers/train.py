@@ -11,6 +11,7 @@ samples and logs. The pieces live beside it: the step (step.py), checkpoints
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import signal
@@ -30,6 +31,7 @@ from trainers.data import PairedDataset
 from trainers.distributed import (Dist, broadcast_ints, gather_objects, init_distributed, params_hash, unwrap,
                                   wrap)
 from trainers.evaluate import save_grid, validate
+from trainers import runs
 from trainers.logs import MetricsLog
 from trainers.step import (autocast, gan_loss, make_optimizers, pick_precision, precision_name, prepare_models,
                            train_step)
@@ -140,15 +142,21 @@ class Trainer:
         bar = tqdm(total=total, initial=self.step, unit="step", disable=not (progress and self.dd.main),
                    dynamic_ncols=True)
         stopped = None
-        with bar, CtrlC(enabled=self.dd.main) as ctrl_c:
+        if self.dd.main:
+            runs.update(self.run_dir, state="running", epoch=self.epoch, epochs=cfg.epochs, step=self.step,
+                        steps=total, world_size=self.dd.world, device=str(self.device))
+        beat = runs.Heartbeat(self.run_dir, lambda: {"step": self.step, "epoch": self.epoch}) \
+            if self.dd.main else contextlib.nullcontext()
+        # Every rank catches the signals (a Slurm job's tasks all get them); rank 0 decides.
+        with bar, beat, CtrlC() as ctrl_c:
             while stopped is None and (cfg.epochs is None or self.epoch < cfg.epochs):
                 stopped = self.train_epoch(bar, ctrl_c)
         if self.dd.main:
             self.logs.write(plot=True)
         if stopped == "interrupted" and self.dd.main:
-            log.warning("interrupted at epoch %d, step %d; checkpoint saved to %s",
+            log.warning("interrupted (%s) at epoch %d, step %d; checkpoint saved to %s", ctrl_c.signal,
                         self.epoch + 1, self.step, self.ckpt_path)
-        return self.result(stopped or "done")
+        return {**self.result(stopped or "done"), "signal": ctrl_c.signal}
 
     def train_epoch(self, bar, ctrl_c: CtrlC) -> str | None:
         """The rest of this epoch (from batch ``skip`` when resumed mid-epoch), then its
@@ -200,6 +208,8 @@ class Trainer:
                        "lr": self.opt_G.param_groups[0]["lr"], **self.last_losses, **metrics})
         save_grid(unwrap(self.G), self.val_set, self.device, self.amp_dtype, self.fmt, self.cfg.val_samples,
                   self.run_dir / "samples" / f"epoch_{self.epoch + 1:03d}.png")
+        runs.update(self.run_dir, epoch=self.epoch + 1, step=self.step, val=metrics,
+                    samples=str(self.run_dir / "samples" / f"epoch_{self.epoch + 1:03d}.png"))
         bar.write(f"epoch {self.epoch + 1}: val L1 {metrics['val_l1']:.4f}, PSNR {metrics['val_psnr']:.2f} dB, "
                   f"SSIM {metrics['val_ssim']:.3f}")
 
@@ -232,8 +242,11 @@ class Trainer:
         """Save the run as at batch ``k`` of ``epoch``. Every rank calls it (its state
         gathers all ranks' RNG); rank 0 writes."""
         state = self.state(epoch, k)
+        self.rank_hashes = state["rank_G_sha1"]
         if self.dd.main:
             save_checkpoint(self.ckpt_path, state)
+            runs.update(self.run_dir, step=self.step, checkpoint_step=self.step,
+                        ranks_in_sync=len(set(self.rank_hashes)) == 1)
 
     def state(self, epoch: int, k: int) -> dict:
         G = unwrap(self.G)
@@ -259,6 +272,7 @@ class Trainer:
             "stopped": stopped, "steps": self.step, "epochs": self.epoch, "seconds": round(self.seconds, 1),
             "device": str(self.device), "precision": precision_name(self.amp_dtype),
             "world_size": self.dd.world, "checkpoint": str(self.ckpt_path),
+            "rank_G_sha1": getattr(self, "rank_hashes", None),
             **{k: final[k] for k in ("val_l1", "val_psnr", "val_ssim") if k in final},
         }
 
@@ -296,25 +310,42 @@ class SkipSampler(torch.utils.data.Sampler):
 
 
 class CtrlC:
-    """Ctrl-C (or SIGTERM: ``kill``, a batch scheduler's time limit) sets ``pressed``
-    instead of raising, so the loop finishes its step, saves, and says how to resume.
-    Only rank 0 listens (torchrun forwards the signal to every rank; rank 0's decision
-    is broadcast), and only the main thread can."""
+    """Ctrl-C, SIGTERM (``kill``, ``scancel``, a preemption) or SIGUSR1 (Slurm's warning
+    before a time limit, ``--signal``) sets ``pressed`` instead of raising, so the loop
+    finishes its step, saves, and says how to resume; ``signal`` says which came. Every
+    rank listens (a signal reaches all of a job's processes; none may die of it), rank
+    0's decision is broadcast; only the main thread can."""
 
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+    SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)
 
     def __init__(self, enabled: bool = True):
         self.enabled = enabled and threading.current_thread() is threading.main_thread()
         self.pressed = False
+        self.signal: str | None = None  # "SIGINT" | "SIGTERM" | "SIGUSR1", once pressed
         self._old: dict = {}
+
+    pending: str | None = None  # a signal that came before the loop started (``catch_early``)
 
     def __enter__(self) -> CtrlC:
         if self.enabled:
             self._old = {sig: signal.signal(sig, self._press) for sig in self.SIGNALS}
+            if CtrlC.pending:
+                self.pressed, self.signal = True, CtrlC.pending
         return self
 
-    def _press(self, *_) -> None:
+    @classmethod
+    def catch_early(cls) -> None:
+        """A Slurm job's SIGUSR1 or SIGTERM before the loop starts (loading, the
+        dataset) is kept for it instead of killing the process."""
+        def early(signum, _frame):
+            cls.pending = cls.pending or signal.Signals(signum).name
+
+        for sig in (signal.SIGTERM, signal.SIGUSR1):
+            signal.signal(sig, early)
+
+    def _press(self, signum, _frame) -> None:
         self.pressed = True
+        self.signal = self.signal or signal.Signals(signum).name
 
     def __exit__(self, *exc) -> None:
         for sig, old in self._old.items():
