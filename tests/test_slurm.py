@@ -240,3 +240,46 @@ def test_usr1_saves_a_checkpoint_and_the_requeued_job_finishes(slurm, clip):
     assert state["step"] > stopped_at and "slurm2" in PersonaStore().names()
     hashes = ckpt_hashes(run)
     assert len(hashes) == 2 and hashes[0] == hashes[1]
+
+
+def test_runs_show_follows_a_run_that_another_process_writes(tmp_path, monkeypatch, capsys):
+    """`runs show --follow` prints each step as the writer (here a thread standing in
+    for a compute node, through the same atomic writes) moves on, and stops at the end."""
+    import threading
+
+    from f2f_cam import cli_runs
+    from f2f_cam.cli import main
+    from trainers import runs
+
+    run = runs.runs_root() / "far"
+    runs.update(run, name="far", state="running", epoch=0, epochs=3, step=0, steps=30)
+    monkeypatch.setattr(cli_runs, "WATCH_S", 0.05)
+
+    def writer():
+        for k in range(1, 4):
+            time.sleep(0.3)
+            runs.update(run, epoch=k, step=10 * k, val={"val_psnr": 20.0 + k, "val_ssim": 0.5, "val_l1": 0.1})
+        time.sleep(0.3)
+        runs.update(run, state="finished", persona="/p/far")
+
+    t = threading.Thread(target=writer)
+    t.start()
+    assert main(["runs", "show", "far", "--follow"]) == 0
+    t.join()
+    out = capsys.readouterr().out
+    assert "far: running" in out  # the first look, in full
+    for k in range(1, 4):
+        assert f"epoch {k}/3, step {10 * k}/30" in out and f"PSNR {20 + k}.00 dB" in out
+    assert out.rstrip().splitlines()[-1].split(" ", 1)[1].startswith("finished")
+
+
+def test_heartbeat_keeps_the_state_fresh(tmp_path):
+    from trainers import runs
+
+    steps = iter(range(100))
+    runs.update(tmp_path, name="hb", state="running")
+    first = runs.read_state(tmp_path)["updated"]
+    with runs.Heartbeat(tmp_path, lambda: {"step": next(steps)}, every=0.05):
+        time.sleep(0.4)
+    state = runs.read_state(tmp_path)
+    assert state["step"] >= 3 and state["updated"] > first and state["state"] == "running"

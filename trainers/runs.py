@@ -76,6 +76,7 @@ def register(name: str, run_dir: Path) -> None:
     index = index if isinstance(index, dict) else {}
     if index.get(name) != str(run_dir):
         index[name] = str(run_dir)
+        index_file().parent.mkdir(parents=True, exist_ok=True)
         write_text(index_file(), json.dumps(index, indent=1, sort_keys=True))
 
 
