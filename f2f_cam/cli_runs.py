@@ -92,7 +92,7 @@ def show(name, follow, as_json):
         else:
             _print_run(s)
         last = (s["state"], s.get("step"), s.get("epoch"))
-        if not follow or s["state"] not in ("running", "queued", "requeued", "building dataset", "starting"):
+        if not follow or s["state"] not in ("running", "queued", "requeued", "starting"):
             return
         time.sleep(WATCH_S)
 

@@ -157,9 +157,12 @@ class GeneratorCache:
 
     @staticmethod
     def _key(persona: Persona, device: str, precision: str, compile: str) -> tuple:
+        from f2f_cam import accel, paths
+
         st = persona.generator_path.stat()
+        # What decides how it runs, too: compiling allowed, and where compiled ones are kept.
         return (str(persona.generator_path), st.st_ino, st.st_size, st.st_mtime_ns, persona.image_size,
-                device, precision, compile)
+                device, precision, compile, accel.enabled(), str(paths.cache_dir()))
 
     def get(self, persona: Persona, device: str = "cpu", precision: str = "auto",
             compile: str = "cached") -> Generator:

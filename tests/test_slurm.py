@@ -283,3 +283,29 @@ def test_heartbeat_keeps_the_state_fresh(tmp_path):
         time.sleep(0.4)
     state = runs.read_state(tmp_path)
     assert state["step"] >= 3 and state["updated"] > first and state["state"] == "running"
+
+
+def test_scancel_saves_a_checkpoint_and_sbatch_again_resumes(slurm, clip):
+    """`scancel JOBID` (SIGTERM to every task, SIGKILL after KillWait): a checkpoint,
+    the run "stopped"; submitting the same script again continues it to the end."""
+    from f2f_cam.persona import PersonaStore
+    from trainers import runs
+
+    job, run = submit(clip, "slurm3", "--epochs", "10")
+    wait_for("the run to pass epoch 1", lambda: (runs.read_state(run).get("epoch") or 0) >= 2
+             and runs.read_state(run).get("state") == "running", 180, every=0.1)
+    subprocess.run(["scancel", job], check=True)
+    info = wait_done(job, run)
+    assert info["JobState"] == "CANCELLED", info
+    state = wait_for("the run to say it stopped", lambda: (lambda s: s if s.get("state") == "stopped" else None)(
+        runs.read_state(run)), 30)
+    assert state["stopped"] == "SIGTERM" and state["step"] > 0 and (run / "checkpoints" / "last.pt").exists()
+    assert not (run / "slurm" / "requeue").exists() and "slurm3" not in PersonaStore().names()
+    listed = {r["name"]: r for r in json.loads(run_cli("runs", "--json").stdout)}["slurm3"]
+    assert listed["state"] == "stopped"
+    again = subprocess.run(["sbatch", "--parsable", "--wait", str(run / "slurm" / "train.sbatch")],
+                           capture_output=True, text=True, timeout=240)
+    assert again.returncode == 0, again.stderr
+    log = (run / "slurm" / f"job-{again.stdout.strip()}.out").read_text()
+    assert "epoch 10:" in log and "epoch 1:" not in log and "slurm3" in PersonaStore().names()
+    assert runs.read_state(run)["state"] == "finished"

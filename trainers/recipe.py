@@ -117,16 +117,17 @@ def _train_run(name, video, dataset, config, run_dir, frames, resume, force, pro
     the training: (train()'s facts, the dataset's meta)."""
     if dd.main:
         prepare_run_dir(run_dir, name, resume=resume, force=force)
+    if dataset is None:  # a video that gives no dataset leaves no run behind
+        dataset = run_dir / "dataset"
+        if dd.main:
+            ensure_dataset(Path(video), dataset, frames=frames, size=config.size, seed=config.seed,
+                           progress=progress)
+    barrier(dd)
+    meta = load_dataset(dataset)
+    if dd.main:
         runs.register(name, run_dir)
-        runs.update(run_dir, name=name, state="building dataset" if dataset is None else "starting", error=None)
+        runs.update(run_dir, name=name, state="starting", error=None)
     try:  # from here on the run folder is this run's: its state says how it ended
-        if dataset is None:
-            dataset = run_dir / "dataset"
-            if dd.main:
-                ensure_dataset(Path(video), dataset, frames=frames, size=config.size, seed=config.seed,
-                               progress=progress)
-        barrier(dd)
-        meta = load_dataset(dataset)
         tune_malloc()
         facts = train(config, meta, run_dir, resume=resume, progress=progress, dd=dd)
         finish_distributed()

@@ -5,7 +5,7 @@ the old or the new file, never half of one): the state, epoch and step, the last
 validation figures, the newest sample grid, the Slurm job, and a heartbeat every
 ``HEARTBEAT_S``. ``f2f-cam runs`` reads it; it imports no torch.
 
-States as written: "building dataset", "queued" (submitted to Slurm), "running",
+States as written: "queued" (submitted to Slurm), "starting" (the dataset is there), "running",
 "requeued" (a checkpoint saved at Slurm's warning, the job sent back to the queue),
 "stopped" (interrupted: resumable), "finished" (the persona installed), "failed".
 A reader turns "running" into "stopped" when the writer is gone (its process on this
@@ -153,7 +153,7 @@ def live_state(state: dict, now: float | None = None) -> tuple[str, str]:
     now = time.time() if now is None else now
     s = state.get("state") or "unknown"
     job = state.get("slurm_job")
-    if s not in ("running", "queued", "requeued", "building dataset"):
+    if s not in ("running", "queued", "requeued", "starting"):
         return s, ""
     if job:
         queue = slurm_state(job)

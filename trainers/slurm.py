@@ -251,12 +251,12 @@ def submit_training(name: str, *, video: Path | None, dataset: Path | None, conf
         raise UserError(f"the run '{name}' in {run_dir} is {live} ({detail}); stop it first "
                         "(scancel JOBID), or pick another --name or --workdir")
     prepare_run_dir(run_dir, name, resume=resume, force=force)
-    runs.register(name, run_dir)
     if dataset is None:  # built here, once, into the run folder: every node reads it there
         dataset = run_dir / "dataset"
         ensure_dataset(Path(video), dataset, frames=frames, size=config.size, seed=config.seed, progress=progress)
     elif Path(dataset).resolve() != run_dir / "dataset":
         _link_dataset(Path(dataset).resolve(), run_dir / "dataset")
+    runs.register(name, run_dir)
     script = write_script(run_dir, job_script(spec, run_dir, name, config, display_name=display_name,
                                               force=force))
     if dry_run:
