@@ -49,6 +49,10 @@ FACE_WIDTH_CM = 15.0
 # bench --quality's pose grid (the generated driver shifted by +-20 % of the frame,
 # angles off the axis up to 17 deg): 0.24 and 0.36 (a line through 140 faces).
 VIEW_GAIN = (0.24, 0.36)
+# ... and tilted (roll) by a share of the horizontal angle: -0.12 of it, fitted on the
+# same driver shifted by 0, +-10 and +-20 % in x and y (the roll it read, up to 2.2 deg
+# at 17 deg off the axis, rms 1.5 -> 0.2 deg).
+VIEW_ROLL_GAIN = -0.12
 ALPHAS = tuple(10.0 ** e for e in np.arange(-2, 4.01, 0.5))  # ridge strengths tried (standardised inputs)
 MAX_COMPONENTS = 48
 EXPLAINED = 0.999  # PCA keeps the components that explain this much of the offsets' variance
@@ -83,8 +87,9 @@ def _view_rotation(translation: np.ndarray) -> np.ndarray:
 
     A face that looks the same in the image away from its centre comes back from
     MediaPipe's geometry turned towards the camera by a share (``VIEW_GAIN``) of the
-    angle between the optical axis and the face (yaw then pitch, no roll, as
-    ``head_pose`` reads them); this is that turn, from the matrix's translation."""
+    angle between the optical axis and the face (yaw then pitch, as ``head_pose``
+    reads them), and tilted by a share of the horizontal angle (``VIEW_ROLL_GAIN``);
+    this is that turn, from the matrix's translation."""
     u = -np.asarray(translation, np.float64)[:3]
     norm = np.linalg.norm(u)
     if norm < 1e-9 or u[2] <= 0:  # at the camera, or behind it: no face we would see
@@ -92,9 +97,11 @@ def _view_rotation(translation: np.ndarray) -> np.ndarray:
     u /= norm
     a = VIEW_GAIN[0] * math.atan2(u[0], u[2])
     b = VIEW_GAIN[1] * math.asin(float(np.clip(-u[1], -1, 1)))
+    c = VIEW_ROLL_GAIN * math.atan2(u[0], u[2])
     ry = np.array([[math.cos(a), 0, math.sin(a)], [0, 1, 0], [-math.sin(a), 0, math.cos(a)]])
     rx = np.array([[1, 0, 0], [0, math.cos(b), -math.sin(b)], [0, math.sin(b), math.cos(b)]])
-    return ry @ rx
+    rz = np.array([[math.cos(c), -math.sin(c), 0], [math.sin(c), math.cos(c), 0], [0, 0, 1]])
+    return ry @ rx @ rz
 
 
 def _seen_rotation(matrix: np.ndarray) -> np.ndarray:

@@ -48,10 +48,11 @@ def test_head_pose_of_known_turns_and_moves():
 
 def test_moving_in_front_of_the_camera_is_not_a_head_turn():
     # 10 cm right and 8 cm up at 40 cm, looking as it does at the centre: its matrix is
-    # turned towards the camera by VIEW_GAIN of the angles off the axis (what the
-    # landmarker gives such a face).
+    # turned towards the camera by VIEW_GAIN of the angles off the axis, and tilted by
+    # VIEW_ROLL_GAIN of the horizontal one (what the landmarker gives such a face).
     yaw, pitch = -math.degrees(math.atan2(10, 40)), math.degrees(math.atan2(8, math.hypot(10, 40)))
-    looking = pose_matrix(yaw=ex.VIEW_GAIN[0] * yaw, pitch=ex.VIEW_GAIN[1] * pitch, tx=10, ty=8)
+    looking = pose_matrix(yaw=ex.VIEW_GAIN[0] * yaw, pitch=ex.VIEW_GAIN[1] * pitch, roll=-ex.VIEW_ROLL_GAIN * yaw,
+                          tx=10, ty=8)
     assert np.allclose(ex.head_pose(looking, pose_matrix())[:3], 0, atol=1e-6)
     # A real turn there still reads as that turn.
     turned = looking.copy()
