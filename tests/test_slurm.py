@@ -309,3 +309,24 @@ def test_scancel_saves_a_checkpoint_and_sbatch_again_resumes(slurm, clip):
     log = (run / "slurm" / f"job-{again.stdout.strip()}.out").read_text()
     assert "epoch 10:" in log and "epoch 1:" not in log and "slurm3" in PersonaStore().names()
     assert runs.read_state(run)["state"] == "finished"
+
+
+@pytest.mark.parametrize("squeue, state, detail", [
+    ("echo RUNNING", "running", "Slurm job 41: RUNNING"),
+    ("echo PENDING", "queued", "Slurm job 41: PENDING"),
+    ("echo 'slurm_load_jobs error: Invalid job id specified' >&2; exit 1", "stopped", "no longer in the queue"),
+    ("echo 'slurm_load_jobs error: Unable to contact slurm controller' >&2; exit 1", "running", "Slurm job 41"),
+])
+def test_a_run_on_slurm_reads_as_slurm_says(tmp_path, monkeypatch, squeue, state, detail):
+    """The job's state comes from squeue; a controller that does not answer is not a
+    stopped run (the heartbeat decides then)."""
+    from trainers import runs
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "squeue").write_text(f"#!/bin/sh\n{squeue}\n")
+    (bin_dir / "squeue").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    runs.update(tmp_path / "r", name="r", state="running", slurm_job="41", epoch=3)
+    got = runs.summary("r", tmp_path / "r")
+    assert (got["state"], detail in got["detail"]) == (state, True), got

@@ -127,16 +127,19 @@ class Heartbeat:
 
 
 def slurm_state(job: str) -> str | None:
-    """What Slurm says of ``job`` now (RUNNING, PENDING, ...), or None when it does not
-    know it (finished long ago, or no Slurm here)."""
+    """What Slurm says of ``job`` now (RUNNING, PENDING, ...; GONE: not in the queue any
+    more), or None when there is no answer (no Slurm here, the controller unreachable)."""
     if not shutil.which("squeue"):
         return None
     try:
-        out = subprocess.run(["squeue", "-h", "-j", str(job), "-o", "%T"], capture_output=True, text=True,
-                             timeout=20).stdout.strip()
+        proc = subprocess.run(["squeue", "-h", "-j", str(job), "-o", "%T"], capture_output=True, text=True,
+                              timeout=10)
     except (OSError, subprocess.TimeoutExpired):
         return None
-    return out.splitlines()[0] if out else None
+    out = proc.stdout.strip()
+    if proc.returncode == 0:
+        return out.splitlines()[0] if out else "GONE"
+    return "GONE" if "Invalid job id" in proc.stderr else None
 
 
 def _pid_alive(pid) -> bool:
@@ -157,10 +160,10 @@ def live_state(state: dict, now: float | None = None) -> tuple[str, str]:
         return s, ""
     if job:
         queue = slurm_state(job)
+        if queue == "GONE":
+            return "stopped", f"Slurm job {job} is no longer in the queue"
         if queue is not None:
             return ("running" if queue in ("RUNNING", "COMPLETING") else "queued"), f"Slurm job {job}: {queue}"
-        if shutil.which("squeue"):
-            return "stopped", f"Slurm job {job} is no longer in the queue"
     if state.get("host") == socket.gethostname() and not job and not _pid_alive(state.get("pid")):
         return "stopped", "its process is gone"
     age = now - float(state.get("updated") or 0)
