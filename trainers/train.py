@@ -24,6 +24,7 @@ from torch import nn
 
 from f2f_cam import sketch
 from f2f_cam.errors import UserError
+from trainers import runs
 from trainers.checkpoint import (CHECKPOINT_VERSION, build_networks, check_resumable, dataset_facts,
                                  load_checkpoint, restore_rng, rng_states, save_checkpoint)
 from trainers.config import TrainConfig, model_args
@@ -31,7 +32,6 @@ from trainers.data import PairedDataset
 from trainers.distributed import (Dist, broadcast_ints, gather_objects, init_distributed, params_hash, unwrap,
                                   wrap)
 from trainers.evaluate import save_grid, validate
-from trainers import runs
 from trainers.logs import MetricsLog
 from trainers.step import (autocast, gan_loss, make_optimizers, pick_precision, precision_name, prepare_models,
                            train_step)
@@ -103,6 +103,7 @@ class Trainer:
         self.last_losses: dict = {}
         self.t0 = time.monotonic()
         self.budget_scale = 1.0  # the time-budget schedule's lr factor, as rank 0 last said
+        self.rank_hashes: list[str] | None = None  # every rank's SHA-1 of G at the last checkpoint
 
     def start(self) -> None:
         """A new run: dropout masks differ per rank, like more data."""
@@ -272,7 +273,7 @@ class Trainer:
             "stopped": stopped, "steps": self.step, "epochs": self.epoch, "seconds": round(self.seconds, 1),
             "device": str(self.device), "precision": precision_name(self.amp_dtype),
             "world_size": self.dd.world, "checkpoint": str(self.ckpt_path),
-            "rank_G_sha1": getattr(self, "rank_hashes", None),
+            "rank_G_sha1": self.rank_hashes,
             **{k: final[k] for k in ("val_l1", "val_psnr", "val_ssim") if k in final},
         }
 
