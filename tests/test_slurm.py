@@ -215,7 +215,7 @@ def test_usr1_saves_a_checkpoint_and_the_requeued_job_finishes(slurm, clip):
     from f2f_cam.persona import PersonaStore
     from trainers import runs
 
-    job, run = submit(clip, "slurm2", "--epochs", "12")
+    job, run = submit(clip, "slurm2", "--epochs", "7")
     wait_for("the run to pass epoch 1", lambda: (runs.read_state(run).get("epoch") or 0) >= 2
              and runs.read_state(run).get("state") == "running", 180, every=0.1)
     subprocess.run(["scancel", "--signal=USR1", job], check=True)
@@ -234,9 +234,9 @@ def test_usr1_saves_a_checkpoint_and_the_requeued_job_finishes(slurm, clip):
     log = (run / "slurm" / f"job-{job}.out").read_text()
     assert "requeueing job" in log and "restart 1" in log
     second = log[log.index("restart 1"):]  # the requeued job went on from the checkpoint
-    assert "epoch 12:" in second and "epoch 1:" not in second and "epoch 2:" not in second
+    assert "epoch 7:" in second and "epoch 1:" not in second and "epoch 2:" not in second
     state = runs.read_state(run)
-    assert state["state"] == "finished" and state["slurm_restarts"] == 1 and state["epoch"] == 12
+    assert state["state"] == "finished" and state["slurm_restarts"] == 1 and state["epoch"] == 7
     assert state["step"] > stopped_at and "slurm2" in PersonaStore().names()
     hashes = ckpt_hashes(run)
     assert len(hashes) == 2 and hashes[0] == hashes[1]
@@ -291,7 +291,7 @@ def test_scancel_saves_a_checkpoint_and_sbatch_again_resumes(slurm, clip):
     from f2f_cam.persona import PersonaStore
     from trainers import runs
 
-    job, run = submit(clip, "slurm3", "--epochs", "10")
+    job, run = submit(clip, "slurm3", "--epochs", "6")
     wait_for("the run to pass epoch 1", lambda: (runs.read_state(run).get("epoch") or 0) >= 2
              and runs.read_state(run).get("state") == "running", 180, every=0.1)
     subprocess.run(["scancel", job], check=True)
@@ -307,7 +307,7 @@ def test_scancel_saves_a_checkpoint_and_sbatch_again_resumes(slurm, clip):
                            capture_output=True, text=True, timeout=240)
     assert again.returncode == 0, again.stderr
     log = (run / "slurm" / f"job-{again.stdout.strip()}.out").read_text()
-    assert "epoch 10:" in log and "epoch 1:" not in log and "slurm3" in PersonaStore().names()
+    assert "epoch 6:" in log and "epoch 1:" not in log and "slurm3" in PersonaStore().names()
     assert runs.read_state(run)["state"] == "finished"
 
 
