@@ -38,6 +38,8 @@ import threading
 import time
 from pathlib import Path
 
+from f2f_cam.landmarks import sha256_file
+
 log = logging.getLogger(__name__)
 
 CACHE_VERSION = 3  # 1: with the sub-pixel decoder rewrite (dropped: slower compiled); 3: KEY.json records
@@ -73,7 +75,7 @@ def cache_facts(generator: Path, size: int, precision: str) -> dict:
     """What a compiled package depends on: its key hashes these, its record repeats them."""
     import torch
 
-    return {"cache_version": CACHE_VERSION, "generator_sha256": _sha256(Path(generator)),
+    return {"cache_version": CACHE_VERSION, "generator_sha256": sha256_file(Path(generator)),
             "torch": torch.__version__, "size": int(size), "precision": precision, "cpu": _cpu_features()}
 
 
@@ -88,14 +90,6 @@ def package_path(generator: Path, size: int, precision: str) -> Path:
 def record_path(package: Path) -> Path:
     """``KEY.json``, the record beside ``KEY.so``."""
     return Path(package).with_suffix(".json")
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def check_package(package: Path, generator: Path, size: int, precision: str) -> str | None:
@@ -119,7 +113,7 @@ def check_package(package: Path, generator: Path, size: int, precision: str) -> 
     try:
         if package.stat().st_size != record.get("bytes"):
             return f"it has {package.stat().st_size} bytes, its record says {record.get('bytes')}"
-        if _sha256(package) != record.get("sha256"):
+        if sha256_file(package) != record.get("sha256"):
             return "its bytes do not match its record (SHA-256)"
     except OSError as e:
         return f"it cannot be read ({e.strerror or type(e).__name__})"
@@ -219,7 +213,7 @@ def compile_package(generator: Path, size: int, precision: str, out: Path) -> Pa
                 raise RuntimeError(f"the compiled package holds {len(libs)} libraries, not one")
             part.write_bytes(z.read(libs[0]))
     # The record last, once the library is whole: without it the library is never loaded.
-    record = {**cache_facts(generator, size, precision), "bytes": out.stat().st_size, "sha256": _sha256(out)}
+    record = {**cache_facts(generator, size, precision), "bytes": out.stat().st_size, "sha256": sha256_file(out)}
     write_text(record_path(out), json.dumps(record, indent=1))
     return out
 

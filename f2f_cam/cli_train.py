@@ -124,7 +124,7 @@ def train(video, name, display_name, dataset_dir, workdir, frames, size, ngf, nd
                       jitter=jitter, seed=seed, max_steps=max_steps)
     if slurm["slurm"] or slurm["slurm_dry_run"]:
         return _submit(name, video, dataset_dir, cfg, workdir, frames, display_name, resume, force, quiet, slurm)
-    if slurm["slurm_job"] and _job_already_done(name, workdir):
+    if slurm["slurm_job"] and _start_slurm_job(name, workdir):
         return
     from trainers.recipe import train_persona
 
@@ -178,8 +178,10 @@ def _submit(name, video, dataset_dir, cfg, workdir, frames, display_name, resume
                f"stop it:   scancel {job}   (a checkpoint is saved; `sbatch {script}` resumes it)")
 
 
-def _job_already_done(name, workdir) -> bool:
-    """A requeued job whose run already finished (its persona installed): nothing to do."""
+def _start_slurm_job(name, workdir) -> bool:
+    """A ``--slurm-job`` task's start: its rank from Slurm, early signals kept for the
+    training loop. True when the run has finished already (a requeued or resubmitted
+    job: the persona is installed, nothing to do)."""
     from trainers import runs
     from trainers.slurm import slurm_rank_env
 

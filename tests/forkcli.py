@@ -25,22 +25,28 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 
-SERVER = r"""
+def server_script(preload: str, child: str) -> str:
+    """A fork server: ``preload`` (imports, once), then a child per JSON line on stdin
+    running ``child(request)``; it answers {"pid": ...} then {"exit": ...} (``Lines``)."""
+    return f"""
 import json, os, sys
 sys.path.insert(0, sys.argv[1])
-import torch, cv2, av, mediapipe
-import f2f_cam.cli, f2f_cam.landmarks, f2f_cam.pipeline, f2f_cam.video
-import forkcli
+{preload}
 for line in sys.stdin:
     sys.stdout.flush()
     sys.stderr.flush()
     pid = os.fork()
     if pid == 0:
-        forkcli.child(json.loads(line))
-    print(json.dumps({"pid": pid}), flush=True)
+        {child}(json.loads(line))
+    print(json.dumps({{"pid": pid}}), flush=True)
     _, status = os.waitpid(pid, 0)
-    print(json.dumps({"exit": os.waitstatus_to_exitcode(status)}), flush=True)
+    print(json.dumps({{"exit": os.waitstatus_to_exitcode(status)}}), flush=True)
 """
+
+
+SERVER = server_script("""import torch, cv2, av, mediapipe
+import f2f_cam.cli, f2f_cam.landmarks, f2f_cam.pipeline, f2f_cam.video
+import forkcli""", "forkcli.child")
 
 
 def child(req: dict) -> None:

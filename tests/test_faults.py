@@ -43,7 +43,7 @@ from f2f_cam.control import ControlClient
 from f2f_cam.persona import PersonaStore, _read_archive, dump_meta, read_files, read_persona, write_archive
 from trainers import synth
 
-from forkcli import Lines
+from forkcli import Lines, server_script
 from test_control import raw
 from test_daemon import FPS, daemons, wait_frames  # noqa: F401 (the fixture)
 from test_virtualcam import Recorder, recorder  # noqa: F401 (the fixture)
@@ -57,25 +57,12 @@ MiB = 1 << 20
 
 # -- the fork server -----------------------------------------------------------------------
 
-SERVER = r"""
-import json, os, sys
-sys.path.insert(0, sys.argv[1])
-import torch, torch._dynamo, cv2, av, mediapipe, matplotlib
+SERVER = server_script("""import torch, torch._dynamo, cv2, av, mediapipe, matplotlib
 torch.set_num_threads(1)  # 2 shared cores: OpenMP threads spinning against other work are 5-10x slower
 matplotlib.use("Agg")
 import matplotlib.pyplot
 import f2f_cam.cli, f2f_cam.landmarks, f2f_cam.pipeline, f2f_cam.video, trainers.recipe, trainers.export
-import test_faults
-for line in sys.stdin:
-    sys.stdout.flush()
-    sys.stderr.flush()
-    pid = os.fork()
-    if pid == 0:
-        test_faults._child(json.loads(line))
-    print(json.dumps({"pid": pid}), flush=True)
-    _, status = os.waitpid(pid, 0)
-    print(json.dumps({"exit": os.waitstatus_to_exitcode(status)}), flush=True)
-"""
+import test_faults""", "test_faults._child")
 
 
 class Forker:

@@ -76,15 +76,11 @@ def train_persona(name: str, *, video: Path | None = None, dataset: Path | None 
     submitted (``trainers.slurm``): it resumes when the run has a checkpoint, and a
     stop at Slurm's warning (SIGUSR1) asks the job script to requeue the job.
     """
-    check_name(name)
-    if (video is None) == (dataset is None):
-        raise UserError("give a VIDEO or --dataset DIR (one of the two)")
     store = store or PersonaStore()
+    check_start(name, video, dataset, force, store)
     run_dir = Path(workdir) if workdir else paths.data_dir() / "runs" / name
     if slurm_job:  # the job of `train --slurm`: a requeued one continues where the last stopped
         resume = (run_dir / "checkpoints" / "last.pt").exists()
-    if not force and name in store.names():
-        raise UserError(f"persona '{name}' already exists; add --force to replace it, or pick another --name")
     dd = init_distributed(config.device)  # once per process: train() takes it from here
     facts, meta = _train_run(name, video, dataset, config, run_dir, frames, resume, force, progress, dd)
     persona = verdict = None
@@ -110,6 +106,16 @@ def train_persona(name: str, *, video: Path | None = None, dataset: Path | None 
         checkpoint=Path(facts["checkpoint"]), persona=persona, val_l1=facts.get("val_l1"),
         val_psnr=facts.get("val_psnr"), val_ssim=facts.get("val_ssim"), rank=dd.rank, world_size=dd.world,
         verdict=verdict)
+
+
+def check_start(name: str, video: Path | None, dataset: Path | None, force: bool, store: PersonaStore) -> None:
+    """What a run needs before it does anything: a good name, a VIDEO or a dataset,
+    and the name free (or ``force``)."""
+    check_name(name)
+    if (video is None) == (dataset is None):
+        raise UserError("give a VIDEO or --dataset DIR (one of the two)")
+    if not force and name in store.names():
+        raise UserError(f"persona '{name}' already exists; add --force to replace it, or pick another --name")
 
 
 def _train_run(name, video, dataset, config, run_dir, frames, resume, force, progress, dd) -> tuple[dict, dict]:

@@ -57,7 +57,7 @@ def update(run_dir: Path, **fields) -> dict:
         state.update(fields)
         state.update(updated=time.time(), host=socket.gethostname(), pid=os.getpid())
         job = os.environ.get("SLURM_JOB_ID")
-        if job and state.get("state") not in ("queued",):
+        if job and "slurm_job" not in fields:  # written from inside a job: that job
             state.update(slurm_job=job, slurm_restarts=int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0))
         run_dir.mkdir(parents=True, exist_ok=True)
         write_text(run_dir / RUN_JSON, json.dumps(state, indent=1, sort_keys=True))
@@ -69,15 +69,19 @@ def register(name: str, run_dir: Path) -> None:
     run_dir = Path(run_dir).resolve()
     if run_dir.parent == runs_root().resolve():
         return
-    try:
-        index = json.loads(index_file().read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        index = {}
-    index = index if isinstance(index, dict) else {}
+    index = _read_index()
     if index.get(name) != str(run_dir):
         index[name] = str(run_dir)
         index_file().parent.mkdir(parents=True, exist_ok=True)
         write_text(index_file(), json.dumps(index, indent=1, sort_keys=True))
+
+
+def _read_index() -> dict:
+    try:
+        index = json.loads(index_file().read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return index if isinstance(index, dict) else {}
 
 
 def run_dirs() -> dict[str, Path]:
@@ -88,11 +92,7 @@ def run_dirs() -> dict[str, Path]:
         for d in sorted(root.iterdir()):
             if d.is_dir() and ((d / RUN_JSON).exists() or (d / "checkpoints").is_dir()):
                 found[d.name] = d
-    try:
-        index = json.loads(index_file().read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        index = {}
-    for name, folder in (index.items() if isinstance(index, dict) else ()):
+    for name, folder in _read_index().items():
         if isinstance(folder, str) and Path(folder).is_dir():
             found.setdefault(name, Path(folder))
     return found

@@ -203,10 +203,7 @@ def write_script(run_dir: Path, text: str) -> Path:
 
 
 def submit(script: Path) -> str:
-    """``sbatch`` the script: the job id."""
-    if not shutil.which("sbatch"):
-        raise UserError("sbatch not found: --slurm submits with Slurm's sbatch, so run it on the cluster's "
-                        f"login node; the script is {script} (--slurm-dry-run writes it without submitting)")
+    """``sbatch`` the script (``submit_training`` has checked that there is one): the job id."""
     proc = subprocess.run(["sbatch", "--parsable", str(script)], capture_output=True, text=True, timeout=120)
     if proc.returncode != 0:
         why = next((line.strip() for line in proc.stderr.splitlines() if line.strip()), "no reason given")
@@ -233,15 +230,11 @@ def submit_training(name: str, *, video: Path | None, dataset: Path | None, conf
     """The login node's half of ``train --slurm``: run folder, dataset, script, ``sbatch``.
     Returns (the script, the job id; None with ``dry_run``)."""
     from f2f_cam import paths
-    from f2f_cam.persona import PersonaStore, check_name
+    from f2f_cam.persona import PersonaStore
     from trainers import runs
-    from trainers.recipe import ensure_dataset, prepare_run_dir
+    from trainers.recipe import check_start, ensure_dataset, prepare_run_dir
 
-    check_name(name)
-    if (video is None) == (dataset is None):
-        raise UserError("give a VIDEO or --dataset DIR (one of the two)")
-    if not force and name in PersonaStore().names():
-        raise UserError(f"persona '{name}' already exists; add --force to replace it, or pick another --name")
+    check_start(name, video, dataset, force, PersonaStore())
     if not dry_run and not shutil.which("sbatch"):
         raise UserError("sbatch not found: --slurm submits with Slurm's sbatch, so run this on the cluster's "
                         "login node (or use --slurm-dry-run to write the script without submitting)")
