@@ -196,7 +196,7 @@ class ExpressionModel:
         return place(shape, np.append(p, 1.0) @ a["pose_map"], a["placement"])
 
     def drive(self, scores: np.ndarray, matrix: np.ndarray, neutral_scores: np.ndarray,
-              neutral_matrix: np.ndarray) -> np.ndarray:
+              neutral_matrix: np.ndarray, smooth=None) -> np.ndarray:
         """A user's face -> the persona's landmarks (478, 2), persona image px.
 
         The user's scores move the persona's neutral scores by as much as they differ
@@ -204,11 +204,15 @@ class ExpressionModel:
         4x4 pose relative to their neutral pose) turns the persona's head from its mean
         pose. The user's distance and position in the frame are not passed on: the
         persona stays at the size and place it was trained at, so any distance works.
+        ``smooth``: ``(scores, pose) -> (scores, pose)`` applied to the user's scores and
+        pose first (the pipeline's ``ExpressionSmoother``).
         """
-        moved = self.neutral_scores + (np.asarray(scores, np.float64) - np.asarray(neutral_scores, np.float64))
         pose = head_pose(matrix, neutral_matrix)
         pose[3:] = NEUTRAL_POSE[3:]  # scale 1, no shift
-        return self.predict(moved, pose)
+        scores = np.asarray(scores, np.float64)
+        if smooth is not None:
+            scores, pose = smooth(scores, pose)
+        return self.predict(self.neutral_scores + (scores - np.asarray(neutral_scores, np.float64)), pose)
 
     def to_bytes(self) -> bytes:
         """``expression.npz``: plain float32 arrays (loads with ``allow_pickle=False``)."""

@@ -134,15 +134,15 @@ class Pipeline:
     all (``frame=None``: the camera is lost), the last output darkened, with a note."""
 
     def __init__(self, cfg: PipelineConfig, stages: Stages, *, compile: str = "cached"):
-        from f2f_cam.smoothing import Smoother
+        from f2f_cam.smoothing import ExpressionSmoother, Smoother
 
         self.cfg = cfg
         self.stages = stages
         self.compile = compile  # for the generators a live switch loads
         self.smoother = Smoother(cfg.min_cutoff, cfg.beta) if cfg.smoothing else None
-        # ``expression`` predicts the shape from scores that jitter like the points they
-        # come from: its output is smoothed (in persona px) instead.
-        self.shape_smoother = Smoother(cfg.min_cutoff, cfg.beta) if cfg.smoothing else None
+        # ``expression`` predicts the shape from the scores and the head pose, not the
+        # points: those are smoothed instead, each score on its own (see ExpressionSmoother).
+        self.expression_smoother = ExpressionSmoother() if cfg.smoothing else None
         self.mirror = cfg.mirror
         self.retarget_asked = RETARGET_MODES.check(cfg.retarget)  # what the user chose
         self._neutral_face = None  # the user's calibrated neutral Face (smoothed points)
@@ -256,16 +256,16 @@ class Pipeline:
             if persona is not None:
                 if self.retargeter.mode_used != self.retargeter.mode:
                     self._note_fallback()
-                points = self.retargeter(self._last_seen, (w, h))
-                if self.shape_smoother is not None and self.retarget_mode == "expression":
-                    points = self.shape_smoother(points, t)
+                es = self.expression_smoother
+                points = self.retargeter(self._last_seen, (w, h),
+                                         smooth=None if es is None else lambda s, p: es(s, p, t))
         with _Timer(st, "sketch"):
             # Without a persona there is no training crop: draw on the whole frame.
             self.last_sketch = sketch.render(points, persona.image_size if persona is not None else (w, h))
         return True
 
     def _reset_smoothing(self) -> None:
-        for s in (self.smoother, self.shape_smoother):
+        for s in (self.smoother, self.expression_smoother):
             if s is not None:
                 s.reset()
 
@@ -319,8 +319,8 @@ class Pipeline:
         it loads in the background and runs as ``transfer`` until it is in."""
         self.retarget_asked = RETARGET_MODES.check(mode)
         self.retargeter = self._retargeter(mode)
-        if self.shape_smoother is not None:
-            self.shape_smoother.reset()
+        if self.expression_smoother is not None:
+            self.expression_smoother.reset()
         self._load_scores_if_needed()
 
     def _load_scores_if_needed(self) -> None:

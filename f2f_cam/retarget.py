@@ -64,12 +64,14 @@ class Retargeter:
     def calibrated(self) -> bool:
         return self._user_neutral is not None
 
-    def __call__(self, face: Face, frame_size: tuple[int, int]) -> np.ndarray:
-        """face: the camera frame's face (points in frame px); frame_size: (w, h) px."""
+    def __call__(self, face: Face, frame_size: tuple[int, int], smooth=None) -> np.ndarray:
+        """face: the camera frame's face (points in frame px); frame_size: (w, h) px;
+        smooth: ``expression`` mode's filter of the user's scores and pose (see
+        ``ExpressionModel.drive``), unused by the other modes."""
         if self.mode == "raw":
             return self._raw(face.points, frame_size)
         if self.mode_used == "expression" and face.blendshapes is not None and face.pose is not None:
-            return self._expression(face)
+            return self._expression(face, smooth)
         aligned = self.align(face.points)
         if self.mode == "align":
             return aligned
@@ -79,12 +81,13 @@ class Retargeter:
             self._user_neutral = aligned
         return (self.persona.neutral + (aligned - self._user_neutral)).astype(np.float32)
 
-    def _expression(self, face: Face) -> np.ndarray:
+    def _expression(self, face: Face, smooth=None) -> np.ndarray:
         if self._neutral_scores is None:
             log.info("expression: no neutral face calibrated, using the first face seen")
             self._neutral_scores = np.array(face.blendshapes, np.float32)
             self._neutral_pose = np.array(face.pose, np.float32)
-        return self.persona.expression.drive(face.blendshapes, face.pose, self._neutral_scores, self._neutral_pose)
+        return self.persona.expression.drive(face.blendshapes, face.pose, self._neutral_scores, self._neutral_pose,
+                                             smooth)
 
     def _raw(self, points: np.ndarray, frame_size: tuple[int, int]) -> np.ndarray:
         # Map the camera frame onto the training frame (same height, centred), then

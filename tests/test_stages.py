@@ -50,6 +50,34 @@ def test_smoother_takes_fraction_times_as_floats():
     assert np.allclose(x, y)
 
 
+def test_expression_smoother_passes_a_blink_and_steadies_the_rest():
+    """A blink moves 2 of the 52 scores from 0 to 0.8 in two frames: each score's own
+    filter lets it through (the landmarks' filter, one cut-off from the mean speed of
+    all 52, held it back), while the other scores' jitter and the head turn's are smoothed."""
+    from f2f_cam.landmarks import BLENDSHAPE_NAMES
+    from f2f_cam.smoothing import ExpressionSmoother
+
+    rng = np.random.default_rng(3)
+    blink = [BLENDSHAPE_NAMES.index("eyeBlinkLeft"), BLENDSHAPE_NAMES.index("eyeBlinkRight")]
+    level = np.r_[np.zeros(20), 0.4, np.full(6, 0.8), np.zeros(10)]  # closed for 0.2 s at 30 fps
+    per_score, whole = ExpressionSmoother(), Smoother()
+    got, got_whole, rest, turn = [], [], [], []
+    for i, v in enumerate(level):
+        scores = 0.2 + rng.normal(0, 0.02, 52)
+        scores[blink] = v
+        pose = np.array([rng.normal(0, 1.0), rng.normal(0, 1.0), 0, 1, 0, 0])
+        s, p = per_score(scores, pose, i / 30)
+        got.append(s[blink].mean())
+        got_whole.append(whole(scores, i / 30)[blink].mean())
+        rest.append(np.delete(s, blink))
+        turn.append(p[:2])
+    assert got[21] > 0.7 and got[27] < 0.2  # closed in the second frame, open again in the first
+    assert got_whole[21] < 0.4 and got_whole[27] > 0.4  # what one cut-off for all did
+    assert np.std(np.array(rest[5:]), axis=0).mean() < 0.015  # raw jitter 0.02
+    assert np.std(np.array(turn[5:])) < 0.5  # raw jitter 1 degree
+    assert p[3:].tolist() == [1, 0, 0]  # scale and shift are not filtered
+
+
 def test_retarget_modes(tiny_persona):
     from f2f_cam.persona import read_persona
 
