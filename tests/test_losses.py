@@ -95,3 +95,60 @@ def test_landmark_jitter_moves_the_sketch_not_the_photo(talking_head, tmp_path):
     assert np.array_equal(b0, b1)  # the same photo transform
     assert not np.array_equal(a0, a1)  # a different sketch
     assert np.array_equal(a1, jittered.pair(0)[0])  # drawn from (seed, epoch, index): repeatable
+
+
+def test_parts_l1_is_the_mean_error_over_the_masked_pixels():
+    from trainers.step import parts_l1
+
+    real = torch.zeros(2, 3, 8, 8)
+    fake = torch.zeros(2, 3, 8, 8)
+    fake[:, :, :4] = 0.5  # the top half is off by 0.5, the bottom half exact
+    mask = torch.zeros(2, 1, 8, 8)
+    mask[:, :, 2:6] = 1  # half of the mask on each half
+    assert parts_l1(fake, real, mask).item() == pytest.approx(0.25)
+    mask[:] = 0
+    mask[:, :, :4] = 1
+    assert parts_l1(fake, real, mask).item() == pytest.approx(0.5)
+    assert parts_l1(fake, real, torch.zeros_like(mask)).item() == 0.0  # no parts: no loss, no NaN
+
+
+def test_parts_mask_covers_the_eyes_and_mouth_only():
+    import json
+    from pathlib import Path
+
+    import numpy as np
+
+    from trainers.data import parts_mask
+
+    points = np.array(json.loads((Path(__file__).parent / "data" / "astronaut_landmarks_256.json")
+                                 .read_text())["points"], np.float32)[:, :2]
+    mask = parts_mask(points, 256)
+    assert mask.shape == (256, 256) and mask.dtype == np.float32 and set(np.unique(mask)) == {0.0, 1.0}
+    for inside in (468, 473, 13, 14):  # both irises' centres, the middle of the lips
+        x, y = np.round(points[inside]).astype(int)
+        assert mask[y, x] == 1
+    for outside in (1, 10, 152, 234, 454):  # nose tip, forehead, chin, cheeks
+        x, y = np.round(points[outside]).astype(int)
+        assert mask[y, x] == 0
+    assert 0.005 < mask.mean() < 0.08  # a few per cent of the image
+
+
+def test_training_with_the_parts_loss_logs_it_and_masks_the_moved_photo(talking_head, tmp_path):
+    import numpy as np
+
+    from trainers import train as tr
+    from trainers.data import PairedDataset, parts_mask
+    from trainers.dataset import build_dataset, load_dataset
+
+    build_dataset(talking_head[0], tmp_path / "ds", frames=8, size=64, val_fraction=0.25, seed=0, progress=False)
+    meta = load_dataset(tmp_path / "ds")
+    data = PairedDataset(meta, "train", augment=True, seed=3, jitter=2.0, parts=True)
+    a, b, m = data[0]
+    _, _, moved = data._item(0)  # the landmarks as the augmented photo has them (no jitter)
+    assert m.shape == (1, 64, 64) and np.array_equal(m[0].numpy(), parts_mask(moved, 64))
+    assert len(PairedDataset(meta, "train")[0]) == 2  # without parts: (A, B) as before
+    cfg = TrainConfig(size=64, ngf=8, ndf=8, batch_size=2, norm="instance", lambda_parts=0.5, epochs=1,
+                      precision="fp32")
+    result = tr.train(cfg, meta, tmp_path / "run", progress=False)
+    assert result["steps"] == 3  # one epoch of 6 pairs
+    assert (tmp_path / "run" / "metrics.csv").read_text().splitlines()[0].count("loss_G_parts") == 1

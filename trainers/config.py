@@ -41,6 +41,7 @@ class TrainConfig:
     gan_mode: str = "vanilla"  # vanilla (BCE with logits) | lsgan (MSE)
     num_D: int = 1  # discriminator scales: 1 is pix2pix's PatchGAN, 2+ pix2pixHD's multi-scale D
     lambda_feat: float = 0.0  # pix2pixHD's discriminator feature matching (10 in the paper; 0: off)
+    lambda_parts: float = 0.0  # extra L1 on the eyes and mouth, times lambda_l1 (0: off)
     decay_epochs: int = 0  # linear lr decay to 0 over the last N epochs (0: constant lr)
     decay_share: float = 0.0  # with minutes: linear lr decay to 0 over this last share of the budget
     dropout: bool = True  # dropout in the first decoder blocks (pix2pix's noise)
@@ -64,7 +65,7 @@ class TrainConfig:
         check_device(self.device)
         for name in ("ngf", "ndf", "batch_size", "epochs", "max_steps", "val_samples", "num_D"):
             _at_least(name, getattr(self, name), 1)
-        for name in ("decay_epochs", "save_every", "workers", "lambda_l1", "lambda_feat", "jitter"):
+        for name in ("decay_epochs", "save_every", "workers", "lambda_l1", "lambda_feat", "lambda_parts", "jitter"):
             _at_least(name, getattr(self, name), 0)
         for name in ("lr", "minutes"):
             value = getattr(self, name)

@@ -25,11 +25,13 @@ class PairedDataset(torch.utils.data.Dataset):
     the data order and content do not depend on workers or on resuming. ``jitter``
     (px at 256 px, scaled with the image) moves each landmark of the sketch only by
     Gaussian noise of that size: the generator learns to draw the photo from the kind
-    of slightly noisy landmarks it gets live.
+    of slightly noisy landmarks it gets live. With ``parts``, an item is (A, B, M): M
+    (1, S, S) is 1 on the eyes and the mouth (``parts_mask``), for ``--lambda-parts``.
     """
 
     def __init__(self, meta: dict, split: str, augment: bool = False, seed: int = 0,
-                 rotate: float = 4.0, scale: float = 0.05, shift: float = 0.03, jitter: float = 0.0):
+                 rotate: float = 4.0, scale: float = 0.05, shift: float = 0.03, jitter: float = 0.0,
+                 parts: bool = False):
         folder = Path(meta["folder"])
         self.size = int(meta["image_size"])
         pairs = [p for p in meta["pairs"] if p["split"] == split]
@@ -39,6 +41,7 @@ class PairedDataset(torch.utils.data.Dataset):
         self.augment, self.seed = augment, seed
         self.rotate, self.scale, self.shift = rotate, scale, shift
         self.jitter = jitter * self.size / 256
+        self.parts = parts
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -49,6 +52,10 @@ class PairedDataset(torch.utils.data.Dataset):
 
     def pair(self, idx: int) -> tuple[np.ndarray, np.ndarray]:
         """(A, B) uint8 (S, S, 3) for item ``idx``, transformed when augmenting."""
+        return self._item(idx)[:2]
+
+    def _item(self, idx: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(A, B, the landmarks the photo has) for item ``idx``."""
         pts, photo = self.points[idx], self.photos[idx]
         if self.augment:
             rng = np.random.default_rng([self.seed, self.epoch, idx])
@@ -59,9 +66,28 @@ class PairedDataset(torch.utils.data.Dataset):
             photo = cv2.warpAffine(photo, m, (s, s), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
             pts = pts @ m[:, :2].T + m[:, 2]
             if self.jitter > 0:
-                pts = pts + rng.normal(0, self.jitter, pts.shape).astype(np.float32)
-        return sketch.render(pts, self.size), photo
+                noisy = pts + rng.normal(0, self.jitter, pts.shape).astype(np.float32)
+                return sketch.render(noisy, self.size), photo, pts
+        return sketch.render(pts, self.size), photo, pts
 
-    def __getitem__(self, idx: int) -> tuple[torch.Tensor, torch.Tensor]:
-        a, b = self.pair(idx)
-        return to_input(a)[0], to_input(b)[0]
+    def __getitem__(self, idx: int) -> tuple[torch.Tensor, ...]:
+        a, b, pts = self._item(idx)
+        if not self.parts:
+            return to_input(a)[0], to_input(b)[0]
+        return to_input(a)[0], to_input(b)[0], torch.from_numpy(parts_mask(pts, self.size))[None]
+
+
+# The parts ``--lambda-parts`` weighs: each eye (both lids) and the mouth (the outer lips).
+PART_OUTLINES = ((sketch.EYES[0], sketch.EYES[1]), (sketch.EYES[2], sketch.EYES[3]),
+                 (sketch.OUTER_LIPS[0], sketch.OUTER_LIPS[1]))
+
+
+def parts_mask(points: np.ndarray, size: int) -> np.ndarray:
+    """(S, S) float32: 1 inside the eyes and the mouth of these (478, 2) landmarks, each
+    outline (its two chains) widened by 1/64 of the image (lashes, lip edges), else 0."""
+    mask = np.zeros((size, size), np.uint8)
+    for lower, upper in PART_OUTLINES:
+        outline = np.concatenate([points[lower], points[upper][::-1]])[:, :2]
+        cv2.fillPoly(mask, [np.round(outline).astype(np.int32)], 1)
+    k = max(3, 2 * (size // 128) + 1)
+    return cv2.dilate(mask, np.ones((k, k), np.uint8)).astype(np.float32)

@@ -126,13 +126,21 @@ def feature_matching_loss(pred_fake, pred_real) -> torch.Tensor:
     return total
 
 
+def parts_l1(fake: torch.Tensor, real: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean absolute error over the pixels where ``mask`` (B, 1, S, S) is 1 (the eyes
+    and the mouth, ``data.parts_mask``): (B, 3, S, S) images -> a scalar (0 without any)."""
+    m = mask.float()
+    return ((fake.float() - real.float()).abs() * m).sum() / (m.sum() * fake.shape[1]).clamp_min(1.0)
+
+
 def train_step(G, D, opt_G, opt_D, scaler, crit, real_A, real_B, autocast, lambda_l1: float,
-               lambda_feat: float = 0.0) -> dict:
+               lambda_feat: float = 0.0, parts=None, lambda_parts: float = 0.0) -> dict:
     """One pix2pix step on a batch: the discriminator, then the generator.
 
     real_A (sketch), real_B (photo): (B, 3, S, S) in [-1, 1]; ``autocast``: a callable
     returning the autocast context; ``lambda_feat`` > 0 adds pix2pixHD's feature
-    matching (with a multi-scale D). Returns the losses (tensors; call .item() only
+    matching (with a multi-scale D); ``parts`` (B, 1, S, S) with ``lambda_parts`` > 0
+    adds ``lambda_l1 * lambda_parts`` times the L1 over the eyes and mouth. Returns the losses (tensors; call .item() only
     when logging, it synchronises a GPU).
     """
     with autocast():
@@ -159,6 +167,10 @@ def train_step(G, D, opt_G, opt_D, scaler, crit, real_A, real_B, autocast, lambd
             loss_G_gan = gan_loss_scales(crit, pred_fake, True)
             loss_G_l1 = (fake_B.float() - real_B).abs().mean()
             loss_G = loss_G_gan + lambda_l1 * loss_G_l1
+            loss_G_parts = None
+            if lambda_parts > 0 and parts is not None:
+                loss_G_parts = parts_l1(fake_B, real_B, parts)
+                loss_G = loss_G + lambda_l1 * lambda_parts * loss_G_parts
             loss_G_feat = None
             if lambda_feat > 0:
                 # The real pair's features from the D step above, as pix2pixHD does
@@ -174,4 +186,6 @@ def train_step(G, D, opt_G, opt_D, scaler, crit, real_A, real_B, autocast, lambd
     losses = {"loss_D": loss_D.detach(), "loss_G_gan": loss_G_gan.detach(), "loss_G_l1": loss_G_l1.detach()}
     if loss_G_feat is not None:
         losses["loss_G_feat"] = loss_G_feat.detach()
+    if loss_G_parts is not None:
+        losses["loss_G_parts"] = loss_G_parts.detach()
     return losses

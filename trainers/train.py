@@ -74,7 +74,8 @@ class Trainer:
         torch.manual_seed(cfg.seed)  # the same initial weights on every rank
 
         # Data: DistributedSampler splits the global order across ranks (one rank: all of it).
-        self.train_set = PairedDataset(meta, "train", augment=cfg.augment, seed=cfg.seed, jitter=cfg.jitter)
+        self.train_set = PairedDataset(meta, "train", augment=cfg.augment, seed=cfg.seed, jitter=cfg.jitter,
+                                       parts=cfg.lambda_parts > 0)
         self.val_set = PairedDataset(meta, "val")
         if len(self.train_set) < cfg.batch_size * dd.world:
             raise UserError(f"{len(self.train_set)} training pairs are fewer than one global batch "
@@ -172,12 +173,14 @@ class Trainer:
             pin_memory=self.device.type == "cuda")
         bar.set_description(f"epoch {self.epoch + 1}" + (f"/{cfg.epochs}" if cfg.epochs else ""))
         k, stopped = self.skip, None  # k: batches of this epoch done
-        for real_A, real_B in loader:
-            # (B, 3, S, S) in [-1, 1]: sketch A, photo B
+        for real_A, real_B, *parts in loader:
+            # (B, 3, S, S) in [-1, 1]: sketch A, photo B; with --lambda-parts, (B, 1, S, S) the eyes and mouth
             real_A = real_A.to(self.device, non_blocking=True).contiguous(memory_format=self.fmt)
             real_B = real_B.to(self.device, non_blocking=True).contiguous(memory_format=self.fmt)
+            parts = parts[0].to(self.device, non_blocking=True) if parts else None
             losses = train_step(self.G, self.D, self.opt_G, self.opt_D, self.scaler, self.crit, real_A, real_B,
-                                lambda: autocast(self.device, self.amp_dtype), cfg.lambda_l1, cfg.lambda_feat)
+                                lambda: autocast(self.device, self.amp_dtype), cfg.lambda_l1, cfg.lambda_feat,
+                                parts, cfg.lambda_parts)
             self.step += 1
             k += 1
             self.last_losses = {name: v.item() for name, v in losses.items()}
