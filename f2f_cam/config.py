@@ -121,9 +121,9 @@ class PipelineConfig:
     persona: str | None = None  # None: the user's first persona, else a bundled one
     layout: str = "persona"  # persona | side-by-side | landmarks | camera
     retarget: str = "expression"  # expression | raw | align | transfer: expression keeps the persona's own face
-    smoothing: bool = True  # One Euro filter on the landmarks: less jitter
-    min_cutoff: float = 1.5  # One Euro: smoothing at rest (Hz); lower = smoother
-    beta: float = 0.05  # One Euro: speed coefficient; higher = less lag in motion
+    smoothing: bool = True  # One Euro filters on the landmarks (and expression's scores and head turn): less jitter
+    min_cutoff: float = 1.5  # the landmarks' One Euro: smoothing at rest (Hz); lower = smoother
+    beta: float = 0.05  # the landmarks' One Euro: speed coefficient; higher = less lag in motion
     mirror: bool = False  # flip the camera image like a mirror (webcams only)
     device: str = "cpu"  # where the generator runs: cpu | cuda | mps
     precision: str = "auto"  # generator: auto (bf16 where native, ~2x on such CPUs) | fp32 | bf16
