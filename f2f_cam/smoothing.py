@@ -59,7 +59,7 @@ class Smoother:
             # One cut-off for the whole face, from its mean speed (px/s), so that all
             # points lag by the same amount and the face shape is not distorted.
             a = _alpha(self.min_cutoff + self.beta * float(np.abs(self._dx).mean()), dt)
-        self._x = (a * x + (1 - a) * self._x).astype(np.float32)
+        self._x = (a * x + (1 - a) * self._x).astype(np.float32, copy=False)
         self._t = t
         return self._x.copy()
 
@@ -67,7 +67,7 @@ class Smoother:
 # ``expression`` mode's filters, picked on ``f2f-cam bench --quality`` (d6 driven by d13,
 # d10 and d12; README, Quality): (min_cutoff Hz, beta per unit/s). A score's cut-off
 # rises fast with its speed (a blink, 0 -> 0.8 in 0.1 s, passes at ~38 Hz); the head
-# turn (degrees) is smoothed as landmarks are.
+# turn (degrees) is smoothed about as much as the landmarks are.
 SCORE_FILTER = (6.0, 4.0)
 TURN_FILTER = (1.0, 0.05)
 
