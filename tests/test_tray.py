@@ -276,11 +276,12 @@ def test_real_tray_icon_starts_and_stops(backend, x_display_with_tray, installed
         _needs_menus()
     monkeypatch.setenv("DISPLAY", x_display_with_tray)
     monkeypatch.setenv("PYSTRAY_BACKEND", backend)
-    # 8 s of frames: on a loaded machine the icon took most of 4 s to dock (start-up first).
-    proc = _tray_daemon(talking_head, tmp_path / "tray.mp4", 8)
+    # 15 s of frames: on a loaded machine the icon took most of 4 s to dock (start-up
+    # first), and once, in a full CI run, more than 8.
+    proc = _tray_daemon(talking_head, tmp_path / "tray.mp4", 15)
     try:
         docked = titled = False
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 30
         while time.monotonic() < deadline and proc.poll() is None and not docked:
             docked = _panel_width(x_display_with_tray) >= 20  # trayer's panel grows around an icon
             titled = titled or any(n.startswith("Face2Face Cam: Tiny Test, camera")
@@ -296,7 +297,7 @@ def test_real_tray_icon_starts_and_stops(backend, x_display_with_tray, installed
         assert titled
         assert "(pystray xorg backend)" in stderr and "f2f-cam ctl" in stderr
     stopped = re.search(r"stopped after ([0-9.]+) s", stdout)  # by --seconds; a loaded machine ends a bit late
-    assert stopped and 8.0 <= float(stopped.group(1)) < 9.0, (stdout, stderr)
+    assert stopped and 15.0 <= float(stopped.group(1)) < 16.0, (stdout, stderr)
     assert "Traceback" not in stderr and "Failed to dock" not in stderr
 
 
