@@ -65,9 +65,9 @@ class PairedDataset(torch.utils.data.Dataset):
             m[:, 2] += rng.uniform(-self.shift, self.shift, 2) * s
             photo = cv2.warpAffine(photo, m, (s, s), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
             pts = pts @ m[:, :2].T + m[:, 2]
-            if self.jitter > 0:
-                noisy = pts + rng.normal(0, self.jitter, pts.shape).astype(np.float32)
-                return sketch.render(noisy, self.size), photo, pts
+            if self.jitter > 0:  # the sketch only: the photo's landmarks stay where they are
+                return sketch.render(pts + rng.normal(0, self.jitter, pts.shape).astype(np.float32),
+                                     self.size), photo, pts
         return sketch.render(pts, self.size), photo, pts
 
     def __getitem__(self, idx: int) -> tuple[torch.Tensor, ...]:

@@ -140,8 +140,8 @@ def train_step(G, D, opt_G, opt_D, scaler, crit, real_A, real_B, autocast, lambd
     real_A (sketch), real_B (photo): (B, 3, S, S) in [-1, 1]; ``autocast``: a callable
     returning the autocast context; ``lambda_feat`` > 0 adds pix2pixHD's feature
     matching (with a multi-scale D); ``parts`` (B, 1, S, S) with ``lambda_parts`` > 0
-    adds ``lambda_l1 * lambda_parts`` times the L1 over the eyes and mouth. Returns the losses (tensors; call .item() only
-    when logging, it synchronises a GPU).
+    adds ``lambda_l1 * lambda_parts`` times the L1 over the eyes and mouth. Returns the
+    losses (tensors; call .item() only when logging, it synchronises a GPU).
     """
     with autocast():
         fake_B = G(real_A)  # (B, 3, S, S)
