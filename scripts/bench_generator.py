@@ -69,13 +69,17 @@ def main() -> None:
 
     import bench_daemon
     from f2f_cam import sketch
+    from f2f_cam.system import native_bf16
     from f2f_cam.bench import _generator_pair_ms
     from f2f_cam.generator import Generator
 
     for threads in (2, 1):
         torch.set_num_threads(threads)
+        # Without native bf16 (AVX2-only CPUs) a bf16 product is emulated, ~100x slower:
+        # minutes for nothing the runtime uses there (it runs fp32).
+        bf16 = round(gemm_gflops(torch.bfloat16)) if native_bf16() else None
         print(json.dumps({"threads": threads, "gemm_fp32_gflops": round(gemm_gflops(torch.float32)),
-                          "gemm_bf16_gflops": round(gemm_gflops(torch.bfloat16))}), flush=True)
+                          "gemm_bf16_gflops": bf16}), flush=True)
     clip = work / "clip.mp4"
     bench_daemon.make_clip(clip, 3.0)
     for name in args.persona.split(","):
