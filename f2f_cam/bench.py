@@ -149,6 +149,7 @@ def _generator_pair_ms(gen, sketch_img, runs: int) -> tuple[float, float]:
     from f2f_cam.generator import to_input
 
     x = to_input(sketch_img)
+    gen.settle(sketch_img)
     fast, ref = [], []
     with torch.inference_mode():
         for i in range(runs + 3):

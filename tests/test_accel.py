@@ -82,6 +82,7 @@ def test_compiled_generator_matches_fp32_and_is_cached(with_bundled, monkeypatch
         return
     assert gen.engine == "eager (compiling)"
     assert gen.compiler.wait(timeout=600) is not None, gen.compiler.error
+    gen.trial.verdict = "compiled"  # the compiled way on every frame (which way is faster: the next test)
     fp32 = Generator(persona, precision="fp32", compile="off")
     scores = []
     for s in sketches(persona, talking_head[0]):
@@ -90,40 +91,45 @@ def test_compiled_generator_matches_fp32_and_is_cached(with_bundled, monkeypatch
     assert min(scores) >= 35.0, scores
     again = Generator(persona, compile="cached")
     assert again.engine == "compiled" and again.compiler is None
+    again.trial.verdict = "compiled"
     assert np.array_equal(again(s), gen(s))
 
 
-def test_compile_falls_back_to_eager(installed_persona, monkeypatch, tmp_path):
-    sketch_img = np.zeros((installed_persona.image_size,) * 2 + (3,), np.uint8)
-    off = Generator(installed_persona, compile="now")  # F2F_CAM_COMPILE=0 in the tests
-    assert off.engine == "eager" and off.compiled is None
-    monkeypatch.setenv("F2F_CAM_COMPILE", "1")
-    monkeypatch.setenv("PATH", str(tmp_path))  # no C++ compiler on PATH
-    failed = Generator(installed_persona, compile="now")
-    assert failed.engine == "eager" and "C++ compiler" in failed.compile_error
-    assert failed(sketch_img).shape == sketch_img.shape
-    background = Generator(installed_persona, compile="background")
-    assert background.compiler is None and background.engine == "eager"
-    fp32 = Generator(installed_persona, precision="fp32", compile="off")
-    assert fp32.precision == "fp32" and fp32.engine == "eager"
+def delayed(fn, seconds: float):
+    """fn, answering ``seconds`` later; counts its calls."""
+    import time
+
+    def call(x):
+        call.calls += 1
+        time.sleep(seconds)
+        return fn(x)
+
+    call.calls = 0
+    return call
 
 
-def test_bench_reports_every_figure(installed_persona, talking_head):
-    proc = run_cli("bench", "--persona", installed_persona.name, "--video", talking_head[0], "--frames", 40,
-                   "--no-compile", "--json")
-    assert proc.returncode == 0, proc.stderr
-    r = json.loads(proc.stdout)
-    for key in ("fps", "latency_ms_p50", "latency_ms_p95", "stages_ms", "generator_ms", "reference_generator_ms",
-                "speedup", "precision", "threads", "rss_mb", "rss_growth_mb", "startup_s", "persona", "frames",
-                "serial"):
-        assert key in r, key
-    assert r["frames"] == 40 and r["persona"] == installed_persona.name
-    assert r["fps"] > 0 and 0 < r["latency_ms_p50"] <= r["latency_ms_p95"] < 60_000
-    assert r["generator_ms"] > 0 and r["reference_generator_ms"] > 0 and r["speedup"] > 0
-    assert {"landmarks", "generator", "compose"} <= set(r["stages_ms"])
-    assert 50 < r["rss_mb"] < 8000 and abs(r["rss_growth_mb"]) < 1000 and 0 < r["startup_s"] < 120
-    assert r["threads"]["torch"] >= 1 and r["engine"] == "eager"
-    assert r["serial"]["total_ms"] > 0 and "generator" in r["serial"]["stage_ms"]
-    text = run_cli("bench", "--persona", installed_persona.name, "--video", talking_head[0], "--frames", 20,
-                   "--no-compile")
-    assert text.returncode == 0 and "latency p50" in text.stdout and "serially" in text.stdout
+@pytest.mark.parametrize("slower", ["compiled", "eager"])
+def test_the_faster_of_compiled_and_eager_is_kept(installed_persona, slower):
+    """On an AVX2-only CPU the compiled generator was slower than eager (72 against 49 ms):
+    the first frames run both ways in turns and the faster way stays. The compiled
+    library is stood in for by the eager path made slower or left as it is."""
+    import torch
+
+    gen = Generator(installed_persona, compile="off")
+    s = sketch.render(installed_persona.neutral, installed_persona.image_size)
+    eager = gen._eager
+    gen.compiled = delayed(lambda x: torch.from_numpy(eager(x.numpy())), 0.15 if slower == "compiled" else 0.0)
+    gen._eager = delayed(eager, 0.15 if slower == "eager" else 0.0)
+    n = gen.trial.WARMUP + gen.trial.RUNS
+    compiled = gen.compiled
+    outputs = [gen(s) for _ in range(2 * n)]
+    assert all(np.array_equal(o, outputs[0]) for o in outputs)
+    assert compiled.calls == gen._eager.calls == n  # in turns: as many each way
+    kept = "eager" if slower == "compiled" else "compiled"
+    assert gen.trial.verdict == kept
+    gen(s)
+    if kept == "eager":
+        assert gen.compiled is None and gen.engine == "eager (faster than compiled here)"
+        assert compiled.calls == n and gen._eager.calls == n + 1  # the compiled way never again
+    else:
+        assert gen.engine == "compiled" and compiled.calls == n + 1 and gen._eager.calls == n
