@@ -121,20 +121,43 @@ def fit_expression(meta: dict, **fit_options) -> expression.ExpressionModel:
                           neutral_index, **fit_options)
 
 
-def checkpoint_expression(ckpt: dict) -> expression.ExpressionModel | None:
+def checkpoint_expression(ckpt: dict, net: nn.Module | None = None) -> expression.ExpressionModel | None:
     """The expression model of the dataset a checkpoint was trained on; None (with a
     warning: the persona will fall back to ``transfer``) when that folder is gone,
-    is another video's, or is an older format without expression scores."""
+    is another video's, or is an older format without expression scores.
+
+    net: the persona's generator (fp32, eval mode); given, its face-shape bias is
+    measured on the held-out photos and drawn away (``trainers.shape_bias``)."""
     folder = ckpt["dataset"]["folder"]
     try:
         meta = load_dataset(Path(folder))
         if meta["video_sha256"] != ckpt["dataset"]["video_sha256"]:
             raise UserError(f"dataset {folder} is now of another video")
-        return fit_expression(meta)
+        model = fit_expression(meta)
     except (UserError, ValueError) as e:
         log.warning("no expression model for this persona (%s); `expression` retargeting will "
                     "fall back to `transfer`", e)
         return None
+    return model if net is None else correct_shape_bias(model, net, meta)
+
+
+def correct_shape_bias(model: expression.ExpressionModel, net: nn.Module, meta: dict) -> expression.ExpressionModel:
+    """``shape_bias.correct`` on a dataset's held-out pairs with this generator (fp32, eval)."""
+    from f2f_cam.landmarks import LandmarkDetector
+    from trainers import shape_bias
+
+    size = int(meta["image_size"])
+    val = [p for p in meta["pairs"] if p["split"] == "val"]
+
+    def draw(points: np.ndarray) -> np.ndarray:  # what the runtime shows for these landmarks
+        with torch.inference_mode():
+            return to_image(net(to_input(sketch.render(points, size))))[0]
+
+    photos = [cv2.cvtColor(cv2.imread(str(Path(meta["folder"]) / "B" / p["file"])), cv2.COLOR_BGR2RGB) for p in val]
+    mean_matrix = expression.mean_pose(np.array([p["pose"] for p in meta["pairs"]]))
+    with LandmarkDetector(mode="image") as detector:
+        return shape_bias.correct(model, draw, photos, np.array([p["blendshapes"] for p in val]),
+                                  np.array([p["pose"] for p in val]), mean_matrix, detector)
 
 
 def training_facts(ckpt: dict, result: dict | None = None) -> dict:
@@ -175,14 +198,15 @@ def export_checkpoint(ckpt_path: Path, name: str, *, display_name: str | None = 
         raise UserError(f"persona '{name}' already exists; add --force to replace it")
     ckpt = load_checkpoint(ckpt_path)
     p = ckpt["persona"]
+    net = build_generator_from_checkpoint(ckpt).eval()
     files, meta = persona_files(
-        build_generator_from_checkpoint(ckpt), name=name, display_name=display_name or name,
+        net, name=name, display_name=display_name or name,
         image_size=ckpt["config"]["size"], crop=Crop(**{k: p["crop"][k] for k in CROP_FIELDS}),
         canonical=np.array(p["canonical"], np.float32), neutral=np.array(p["neutral"], np.float32),
         training=training_facts(ckpt, result), dtype=dtype,
         generator_info={"ngf": ckpt["config"]["ngf"], "norm": ckpt["config"].get("norm", "batch"),
                         "checkpoint_step": ckpt["step"]},
-        expression_model=checkpoint_expression(ckpt),
+        expression_model=checkpoint_expression(ckpt, net),
     )
     if out_file is None:
         return store.install(files, force=force, where=f"persona '{name}' from {ckpt_path}")
