@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 
 import numpy as np
+from tqdm import tqdm
 
 from f2f_cam import expression
 from f2f_cam.sketch import FACE_OVAL, NOSE
@@ -64,7 +65,8 @@ def measure(model: expression.ExpressionModel, draw, frames: list[dict], photos_
     (the sketch of those points through the generator)."""
     ref = model.arrays["mean_shape"].astype(np.float64)
     diffs = []
-    for f, photo in zip(frames, photos_read):
+    for f, photo in tqdm(list(zip(frames, photos_read)), desc="shape bias", unit="frame", leave=False,
+                         disable=None):  # a bar on a terminal only: export takes ~5 s a round
         if photo is None:
             continue
         out = read_faces([draw(model.predict(f["scores"], f["pose"]))], detector)[0]
