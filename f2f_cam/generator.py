@@ -172,7 +172,7 @@ class Trial:
     the run (the landmarks working beside it): the faster by median stays.
 
     The compiled generator is not faster everywhere: on an AVX2-only CPU (Zen 2, fp32)
-    with one thread the 512 px ngf 8 one took 72 ms against eager's 49. Each way's first
+    with one thread the 512 px ngf 8 one took 72 ms against eager's 50. Each way's first
     ``WARMUP`` calls are not counted (first-call allocations), then ``RUNS`` of each.
     """
 

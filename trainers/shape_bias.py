@@ -32,7 +32,7 @@ from f2f_cam.geometry import STABLE_POINTS, apply_affine, fit_similarity
 
 log = logging.getLogger(__name__)
 
-ROUNDS = 3  # measure and correct this many times (the step left after 3 was < 0.1 px on d6)
+ROUNDS = 3  # measure and correct this many times (one round moved identity_keep half as far on d6)
 MAX_FRAMES = 48  # held-out frames measured per round (a round then takes ~5 s on 2 cores)
 MIN_FRAMES = 8  # fewer frames with a face in both photo and output: the bias is not known, no correction
 DEGREE = 2  # the correction is a polynomial warp of this degree (``smooth_field``)
