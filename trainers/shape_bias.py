@@ -135,7 +135,7 @@ def correct(model: expression.ExpressionModel, draw, photos: list[np.ndarray], s
         norms = np.linalg.norm(shift, axis=1, keepdims=True)
         shift = shift * np.minimum(1.0, limit / np.maximum(norms, 1e-9))  # bounded: far off its manifold is worse
     if len(tried) < 2:  # nothing to compare a correction with: keep the model as it was
-        log.warning("shape bias not measured: only %d held-out frames with a face in both photo and output", n)
+        log.info("shape bias not measured: only %d held-out frames with a face in both photo and output", n)
         return expression.ExpressionModel(model.arrays, dict(model.facts, shape_bias={"frames": n, "rounds": 0}))
     left, best, n = min(tried, key=lambda t: t[0])  # a round that made it worse is not kept
     norms = np.linalg.norm(best, axis=1)
