@@ -28,7 +28,6 @@ from tqdm import tqdm
 
 from f2f_cam import expression
 from f2f_cam.sketch import FACE_OVAL, NOSE
-from f2f_cam.geometry import STABLE_POINTS, apply_affine, fit_similarity
 
 log = logging.getLogger(__name__)
 
@@ -40,19 +39,11 @@ OWN_POINTS = sorted({i for line in FACE_OVAL + NOSE for i in line})  # corrected
 MAX_SHIFT = 0.03  # no point moves more than this share of the face width (~7 px on a 241 px face)
 
 
-def aligned(points: np.ndarray, reference: np.ndarray) -> np.ndarray:
-    """(478, 2): ``points`` similarity-aligned (stable points) onto ``reference``."""
-    stable = np.array(STABLE_POINTS)
-    return apply_affine(fit_similarity(np.asarray(points)[stable, :2], reference[stable]), points)
-
-
-def read_faces(images, detector) -> list[np.ndarray | None]:
-    """The landmarker's (478, 2) reading of each RGB image, or None where it finds no face."""
-    out = []
-    for image in images:
-        face = detector(image)
-        out.append(None if face is None else face.points[:, :2].astype(np.float64))
-    return out
+def read_aligned(image: np.ndarray | None, detector, reference: np.ndarray) -> np.ndarray | None:
+    """The landmarker's (478, 2) reading of an RGB image, aligned (stable points) onto
+    ``reference``; None where there is no image or no face in it."""
+    face = None if image is None else detector(image)
+    return None if face is None else expression.aligned_shapes(face.points[None, :, :2], reference)[0]
 
 
 def measure(model: expression.ExpressionModel, draw, frames: list[dict], photos_read: list,
@@ -69,9 +60,9 @@ def measure(model: expression.ExpressionModel, draw, frames: list[dict], photos_
                          disable=None):  # a bar on a terminal only: export takes ~5 s a round
         if photo is None:
             continue
-        out = read_faces([draw(model.predict(f["scores"], f["pose"]))], detector)[0]
+        out = read_aligned(draw(model.predict(f["scores"], f["pose"])), detector, ref)
         if out is not None:
-            diffs.append(aligned(out, ref) - photo)
+            diffs.append(out - photo)
     if len(diffs) < MIN_FRAMES:
         return None, len(diffs)
     return np.mean(diffs, axis=0), len(diffs)
@@ -110,7 +101,7 @@ def correct(model: expression.ExpressionModel, draw, photos: list[np.ndarray], s
             max_frames: int = MAX_FRAMES) -> expression.ExpressionModel:
     """``model`` with the generator's shape bias taken off its mean shape.
 
-    photos: RGB uint8 (S, S, 3) held-out photos; scores (N, 52) and matrices (N, 4, 4):
+    photos: RGB uint8 (S, S, 3) held-out photos (None: unreadable, left out); scores (N, 52) and matrices (N, 4, 4):
     their blendshapes and poses (``max_frames`` of them are measured, evenly spread); mean_matrix: the persona's mean pose (``mean_pose`` of
     all its frames); draw: (478, 2) persona px -> RGB uint8 image (``sketch.render``
     then the generator; a test gives a known warp instead). The model comes back
@@ -121,7 +112,7 @@ def correct(model: expression.ExpressionModel, draw, photos: list[np.ndarray], s
     ref = model.arrays["mean_shape"].astype(np.float64)
     pick = np.linspace(0, len(photos) - 1, min(len(photos), max_frames)).round().astype(int)
     pick = np.unique(pick)
-    photos_read = [None if p is None else aligned(p, ref) for p in read_faces([photos[i] for i in pick], detector)]
+    photos_read = [read_aligned(photos[i], detector, ref) for i in pick]
     frames = [{"scores": scores[i], "pose": expression.head_pose(matrices[i], mean_matrix)} for i in pick]
     limit = MAX_SHIFT * float(model.arrays["placement"][2])
     shift = np.zeros_like(ref)
