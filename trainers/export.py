@@ -153,7 +153,8 @@ def correct_shape_bias(model: expression.ExpressionModel, net: nn.Module, meta: 
         with torch.inference_mode():
             return to_image(net(to_input(sketch.render(points, size))))[0]
 
-    photos = [cv2.cvtColor(cv2.imread(str(Path(meta["folder"]) / "B" / p["file"])), cv2.COLOR_BGR2RGB) for p in val]
+    photos = [cv2.imread(str(Path(meta["folder"]) / "B" / p["file"])) for p in val]
+    photos = [None if b is None else cv2.cvtColor(b, cv2.COLOR_BGR2RGB) for b in photos]  # unreadable: left out
     mean_matrix = expression.mean_pose(np.array([p["pose"] for p in meta["pairs"]]))
     with LandmarkDetector(mode="image") as detector:
         return shape_bias.correct(model, draw, photos, np.array([p["blendshapes"] for p in val]),
