@@ -159,6 +159,15 @@ def grab(display: str, wid: str) -> np.ndarray:
     return np.asarray(ImageGrab.grab(bbox=(x, y, x + w, y + h), xdisplay=display).convert("RGB"))
 
 
+def _showing(display: str) -> str | None:
+    """The preview window's id once it shows a 640x360 picture that is not all black."""
+    wid = preview_window()
+    if wid is None:
+        return None
+    picture = grab(display, wid)
+    return wid if picture.shape == (360, 640, 3) and picture.max() > 0 else None
+
+
 def press(wid: str, key: str) -> None:
     xdotool("key", "--window", wid, key)
 
@@ -168,10 +177,10 @@ def test_keys_in_the_preview_window_drive_the_daemon(x_display, talking_head, in
     # (Upper case keys: test_keys_in_either_case. xdotool types "L" here as a plain l.)
     d = daemons(talking_head[0], layout="persona")
     assert ControlClient().request("preview", "on")["status"]["preview"] is True
-    wid = wait_until(preview_window, "preview window")
-    # Frames of 320x180 are shown at 640x360, so that the overlay stays legible.
-    wait_until(lambda: grab(x_display, wid).shape == (360, 640, 3) and grab(x_display, wid).max() > 0,
-               "picture in the window")
+    # Frames of 320x180 are shown at 640x360, so that the overlay stays legible. The
+    # window is looked up again while waiting (Qt may map a window of that name before
+    # the one that shows the picture), and given time: a loaded CI machine is slow to start.
+    wid = wait_until(lambda: _showing(x_display), "picture in the window", timeout=45)
 
     def after(key: str, what: str, predicate) -> None:
         press(wid, key)
