@@ -43,7 +43,7 @@ class _Discard:
 
 
 def bench_runtime(persona, video: Path, out_size=(1280, 720), layout: str = "persona",
-                  precision: str = "auto", runs: int = 50, compile: bool = True) -> dict:
+                  precision: str = "auto", runs: int = 50, compile: bool = True, student: str = "auto") -> dict:
     """Median ms per stage over the clip's frames, plus the generator alone."""
     import torch
 
@@ -56,7 +56,7 @@ def bench_runtime(persona, video: Path, out_size=(1280, 720), layout: str = "per
         in_size = src.size
     if not frames:
         raise UserError(f"{video} has no frames")
-    cfg = PipelineConfig(persona=persona.name, layout=layout, precision=precision, compile=compile)
+    cfg = PipelineConfig(persona=persona.name, layout=layout, precision=precision, compile=compile, student=student)
     samples: dict[str, list[float]] = {}
     totals: list[float] = []
     with build_pipeline(cfg, out_size, persona=persona) as pipe:
@@ -150,13 +150,14 @@ def _generator_pair_ms(gen, sketch_img, runs: int) -> tuple[float, float]:
 
     x = to_input(sketch_img)
     gen.settle(sketch_img)
+    running = gen.student if gen.use_student else gen  # the network that runs: its reference
     fast, ref = [], []
     with torch.inference_mode():
         for i in range(runs + 3):
             t = time.perf_counter()
             gen(sketch_img)
             t1 = time.perf_counter()
-            gen.module(x)
+            running.module(x)
             t2 = time.perf_counter()
             if i >= 3:
                 fast.append((t1 - t) * 1e3)
@@ -165,7 +166,7 @@ def _generator_pair_ms(gen, sketch_img, runs: int) -> tuple[float, float]:
 
 
 def bench_pipeline(persona, video: Path, *, frames: int = 300, out_size=(1280, 720), precision: str = "auto",
-                   compile: bool = True, runs: int = 30) -> dict:
+                   compile: bool = True, runs: int = 30, student: str = "auto") -> dict:
     """The daemon's frame path, unpaced: see the module docstring; ``compile_s`` is what
     compiling the generator took when the cache was cold (0 when it was warm)."""
     import torch
@@ -180,10 +181,10 @@ def bench_pipeline(persona, video: Path, *, frames: int = 300, out_size=(1280, 7
         fps_in = float(src.fps or 30.0)  # PyAV gives a Fraction: times must be floats
     if not clip:
         raise UserError(f"{video} has no frames")
-    cfg = PipelineConfig(persona=persona.name, layout="persona", precision=precision, compile=compile)
+    cfg = PipelineConfig(persona=persona.name, layout="persona", precision=precision, compile=compile, student=student)
     split_threads()  # as the daemon
     t = time.perf_counter()
-    Generator(persona, device=cfg.device, precision=precision, compile="now" if compile else "off")
+    Generator(persona, device=cfg.device, precision=precision, compile="now" if compile else "off", student=student)
     compile_s = time.perf_counter() - t  # loading alone when the cache is warm
     stamps: list[float] = []
     sink = _Arrivals(warm=min(100, frames // 5))  # memory growth counts from here
@@ -209,6 +210,9 @@ def bench_pipeline(persona, video: Path, *, frames: int = 300, out_size=(1280, 7
         "generator_ms": round(gen_ms, 2), "reference_generator_ms": round(ref_ms, 2),
         "speedup": round(ref_ms / gen_ms, 2),
         "precision": gen.precision, "engine": gen.engine,
+        # A persona with a real-time student: which network ran, and what the full one took.
+        "generator": "student" if gen.use_student else "full",
+        "full_generator_ms": round(gen.full_ms, 2) if gen.full_ms is not None else None,
         "threads": {"torch": torch.get_num_threads(), "cpus": cpu_count()},
         "rss_mb": round(peak, 1) if (peak := _peak_mb()) is not None else None,
         "rss_growth_mb": round(rss_end - sink.rss_warm, 1) if None not in (rss_end, sink.rss_warm) else None,

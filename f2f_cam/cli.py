@@ -46,8 +46,11 @@ def cli(verbose: bool) -> None:
               "side-by-side: three panels at the input's height).")
 @click.option("--no-smoothing", is_flag=True, help="Draw the raw landmarks, unfiltered.")
 @click.option("--device", default=None, help="Where the generator runs: cpu | cuda | mps.")
+@click.option("--student", default="never", show_default=True,
+              help="A persona's real-time student: never (offline, the full generator is worth its time) "
+                   "| always | auto.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def video(input: Path, output: Path, persona, layout, retarget, size, no_smoothing, device, quiet) -> None:
+def video(input: Path, output: Path, persona, layout, retarget, size, no_smoothing, device, student, quiet) -> None:
     """Convert a video file through a persona (audio kept).
 
     The output has the input's frame rate, each frame at its input frame's time. Frames
@@ -59,7 +62,7 @@ def video(input: Path, output: Path, persona, layout, retarget, size, no_smoothi
 
     # Every setting is checked here, before the input is opened or anything written.
     cfg = merge(load_config(paths.config_file()), persona=persona, layout=layout, retarget=retarget,
-                device=device, smoothing=False if no_smoothing else None)
+                device=device, smoothing=False if no_smoothing else None, student=student)
     out_size = parse_size(size) if size else None
 
     from f2f_cam.video import convert_video
@@ -114,6 +117,8 @@ def _persona_row(p) -> dict:
         "sketch_version": p.sketch_version, "dtype": p.dtype, "path": str(p.path),
         "training": {k: t[k] for k in ("frames", "epochs", "minutes", "device", "val_l1", "val_psnr",
                                        "val_ssim") if k in t},
+        # The real-time student's facts (format 3), or None.
+        "student": {k: v for k, v in p.meta["student"].items() if k != "file"} if p.student_path else None,
     }
 
 
@@ -139,7 +144,7 @@ def personas_list(as_json: bool) -> None:
         t = r["training"]
         facts = ", ".join(f"{k}={t[k]}" for k in ("frames", "epochs", "val_psnr") if k in t)
         click.echo(f"{r['name']:<20} {r['source']:<8} {r['image_size']:>5}  {r['display_name']}"
-                   + (f" ({facts})" if facts else ""))
+                   + (f" ({facts})" if facts else "") + (", real-time student" if r["student"] else ""))
 
 
 @personas.command("show")
@@ -160,6 +165,11 @@ def personas_show(name: str, as_json: bool) -> None:
     click.echo(f"  image:      {p.image_size}x{p.image_size}, sketch v{p.sketch_version}, generator {p.dtype}")
     for k, v in row["training"].items():
         click.echo(f"  {k + ':':<11} {v}")
+    s = row["student"]
+    if s is not None:
+        click.echo(f"  student:    real-time student, {s.get('student_ms', '?')} ms a frame against the generator's "
+                   f"{s.get('generator_ms', '?')} ms where it trained; {s.get('psnr_vs_generator', '?')} dB from "
+                   "the generator's output")
     click.echo(f"  thumbnail:  {p.thumbnail_path}")
 
 

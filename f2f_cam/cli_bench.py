@@ -38,14 +38,17 @@ from f2f_cam.errors import UserError
               help="Runtime: frames to run, the clip looped [default: 300]. Quality: frames per driver "
                    "(from its start), and of the reference (spread over it) [default: 105].")
 @click.option("--no-compile", is_flag=True, help="Runtime: the generator uncompiled (eager), as without a compiler.")
+@click.option("--student", default="auto", show_default=True,
+              help="Runtime, quality: a persona's real-time student: auto (where its generator is too slow "
+                   "here) | always | never.")
 @click.option("--json", "as_json", is_flag=True)
 def bench(train_bench, quality_bench, persona, video, precision, size, batch_size, ngfs, steps,
-          drivers, reference, modes, frames, no_compile, as_json):
+          drivers, reference, modes, frames, no_compile, student, as_json):
     """Measure speed: the runtime pipeline (default) or training (--train); or the
     quality of a persona's output (--quality)."""
     from f2f_cam.config import PipelineConfig
 
-    cfg = PipelineConfig(persona=persona, precision=precision)  # checks --persona, --precision
+    cfg = PipelineConfig(persona=persona, precision=precision, student=student)  # checks the options
     if train_bench and quality_bench:
         raise UserError("--train and --quality measure different things; give one of them")
     if quality_bench:
@@ -83,8 +86,9 @@ def bench(train_bench, quality_bench, persona, video, precision, size, batch_siz
             synth.write_video(video, synth.SynthSpec(seconds=4.0, fps=15.0))
         if not as_json:
             click.echo(f"measuring persona {p.name} (compiling its generator first if this machine has not)...", err=True)
-        r = bench_pipeline(p, video, frames=frames or 300, precision=cfg.precision, compile=not no_compile)
-        r["serial"] = bench_runtime(p, video, precision=cfg.precision, compile=not no_compile)
+        r = bench_pipeline(p, video, frames=frames or 300, precision=cfg.precision, compile=not no_compile,
+                           student=cfg.student)
+        r["serial"] = bench_runtime(p, video, precision=cfg.precision, compile=not no_compile, student=cfg.student)
     click.echo(json.dumps(r, indent=2) if as_json else format_pipeline(r))
 
 
@@ -103,6 +107,8 @@ def _quality(cfg, drivers, reference, modes, frames, as_json) -> None:
     # The figures do not depend on speed, and on a busy machine torch's worker threads
     # wait on each other between MediaPipe's calls: one thread used 4x less CPU here.
     torch.set_num_threads(1)
+    if cfg.student == "always":  # the real-time student's figures; else the full generator's
+        p = p.as_student()
     r = bench_quality(p, drivers=drivers, reference=reference, modes=modes, frames=frames,
                       precision=cfg.precision)
     click.echo(json.dumps(r, indent=2) if as_json else format_quality(r))

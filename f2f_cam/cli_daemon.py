@@ -28,10 +28,13 @@ ON_OFF = click.Choice(["on", "off"], case_sensitive=False)
 @click.option("--retarget", help="expression | raw | align | transfer  [default: expression]")
 @click.option("--mirror/--no-mirror", default=None,
               help="Flip the camera like a mirror.  [default: on for a webcam, off for a video file]")
+@click.option("--student", help="A persona's real-time student: auto (where its generator is too slow "
+                                "for 30 fps here) | always | never  [default: auto]")
 @click.option("--no-tray", is_flag=True, help="No tray icon: run headless (`f2f-cam ctl` controls it).")
 @click.option("--seconds", type=click.FloatRange(min=0, min_open=True),
               help="Stop after this many seconds (scripts, tests).")
-def run(camera, output, backend, device, size, fps, persona, layout, retarget, mirror, no_tray, seconds) -> None:
+def run(camera, output, backend, device, size, fps, persona, layout, retarget, mirror, student, no_tray,
+        seconds) -> None:
     """Run Face2Face Cam: your webcam through a persona, as a virtual camera.
 
     Video apps (Zoom, Teams, OBS, a browser) then pick the camera "Face2Face Cam".
@@ -44,7 +47,7 @@ def run(camera, output, backend, device, size, fps, persona, layout, retarget, m
 
     config_file = paths.config_file()
     pipe_cfg = merge(load_config(config_file, "pipeline", PipelineConfig),
-                     persona=persona, layout=layout, retarget=retarget)
+                     persona=persona, layout=layout, retarget=retarget, student=student)
     cfg = merge(load_config(config_file, "daemon", DaemonConfig), camera=camera, output=output,
                 backend=backend, device=device, size=size, fps=fps, mirror=mirror,
                 tray=False if no_tray else None)

@@ -74,7 +74,8 @@ def dataset(video, output, frames, size, val_fraction, seed, quiet):
 # Ranges and choices of the training options are checked by TrainConfig itself, so the
 # command line, tests and library calls get the same one-line error.
 @click.option("--ngf", type=int, default=8, show_default=True, help="Generator width (64: the paper's).")
-@click.option("--ndf", type=int, default=32, show_default=True, help="Discriminator width (64: the paper's).")
+@click.option("--ndf", type=int, default=None,
+              help="Discriminator width (64: the paper's).  [default: 32; 16 where training runs fp32 on a CPU]")
 @click.option("--norm", default="instance", show_default=True,
               help="Normalisation: instance (per image) or batch (pix2pix's).")
 @click.option("--no-dropout", is_flag=True, help="No dropout in the generator's decoder.")
@@ -100,15 +101,22 @@ def dataset(video, output, frames, size, val_fraction, seed, quiet):
 @click.option("--no-augment", is_flag=True, help="No random rotation/scale/shift of the pairs.")
 @click.option("--jitter", type=float, default=0.0, show_default=True,
               help="Landmark noise on the training sketches (px at 256 px; 0: off).")
+@click.option("--student", default="auto", show_default=True,
+              help="auto | yes | no: also distil a real-time student (auto: when the generator is too slow "
+                   "for 30 fps on this CPU).")
+@click.option("--student-minutes", type=float, default=8.0, show_default=True,
+              help="Time the real-time student trains, after the generator.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--max-steps", type=int, default=None, hidden=True)
+@click.option("--student-steps", type=int, default=None, hidden=True)
 @click.option("--resume", is_flag=True, help="Continue the run in --workdir from its last checkpoint.")
 @click.option("--force", is_flag=True, help="Replace an existing persona / start the run over.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @_slurm_options
 def train(video, name, display_name, dataset_dir, workdir, frames, size, ngf, ndf, norm, no_dropout, epochs, minutes,
           batch_size, lr, gan_mode, num_D, lambda_feat, lambda_parts, decay_epochs, decay_share, save_every, device, precision,
-          workers, sync_bn, no_augment, jitter, seed, max_steps, resume, force, quiet, **slurm):
+          workers, sync_bn, no_augment, jitter, student, student_minutes, seed, max_steps, student_steps, resume, force,
+          quiet, **slurm):
     """Train a persona from one video: dataset -> pix2pix -> export -> install.
 
     Resumable (--resume), stops cleanly at a time budget (--minutes), runs under
@@ -123,7 +131,8 @@ def train(video, name, display_name, dataset_dir, workdir, frames, size, ngf, nd
                       lambda_feat=lambda_feat, lambda_parts=lambda_parts, decay_epochs=decay_epochs, decay_share=decay_share,
                       save_every=save_every, device=device,
                       precision=precision, workers=workers, sync_bn=sync_bn, augment=not no_augment,
-                      jitter=jitter, seed=seed, max_steps=max_steps)
+                      jitter=jitter, seed=seed, max_steps=max_steps, student=student,
+                      student_minutes=student_minutes, student_steps=student_steps)
     if slurm["slurm"] or slurm["slurm_dry_run"]:
         return _submit(name, video, dataset_dir, cfg, workdir, frames, display_name, resume, force, quiet, slurm)
     if slurm["slurm_job"] and _start_slurm_job(name, workdir):
@@ -155,6 +164,12 @@ def train(video, name, display_name, dataset_dir, workdir, frames, size, ngf, nd
         f"samples and metrics: {r.run_dir}\n"
         f"use it: f2f-cam video IN.mp4 -o OUT.mp4 --persona {name}   or   f2f-cam run --persona {name}"
     )
+    if r.student is not None:
+        s = r.student
+        click.echo(f"real-time student: {s['student_ms']:.0f} ms a frame on one core here against the generator's "
+                   f"{s['generator_ms']:.0f} ms ({s['steps']} steps, {s['seconds'] / 60:.1f} min); on the held-out "
+                   f"frames {s.get('psnr_vs_generator', float('nan')):.1f} dB from the generator's output; "
+                   "`f2f-cam run` uses it where the generator cannot keep 30 fps")
     if r.verdict is not None:
         click.echo(r.verdict.lines())
 

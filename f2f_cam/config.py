@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, ClassVar
 
 from f2f_cam.errors import UserError
-from f2f_cam.registry import LAYOUTS, PRECISIONS, RETARGET_MODES, check_device
+from f2f_cam.registry import LAYOUTS, PRECISIONS, RETARGET_MODES, STUDENT_MODES, check_device
 
 class SettingError(UserError):
     """A setting with a bad value. The one place its line is worded: ``where`` is
@@ -128,6 +128,7 @@ class PipelineConfig:
     device: str = "cpu"  # where the generator runs: cpu | cuda | mps
     precision: str = "auto"  # generator: auto (bf16 where native, ~2x on such CPUs) | fp32 | bf16
     compile: bool = True  # run the generator compiled for this CPU (made once in the background, cached)
+    student: str = "auto"  # auto | always | never: a persona's real-time student where its generator is too slow
 
     def __post_init__(self) -> None:
         _validate(self, {
@@ -142,6 +143,7 @@ class PipelineConfig:
             "device": _registered(lambda v: check_device(v, allow_auto=False)),
             "precision": _registered(PRECISIONS.check),
             "compile": _flag(),
+            "student": _registered(STUDENT_MODES.check),
         })
 
 

@@ -9,10 +9,15 @@ import time
 import numpy as np
 
 from f2f_cam.persona import Persona
-from f2f_cam.registry import PRECISIONS, check_device
+from f2f_cam.registry import PRECISIONS, STUDENT_MODES, check_device
 from f2f_cam.system import native_bf16
 
 log = logging.getLogger(__name__)
+
+# The most a generator may take a frame for 30 fps: 33 ms less the ~5 ms of the frame's
+# other work on its thread (compose, hand-offs; `f2f-cam bench` on a Zen 2: 19.1 fps with a
+# 47.5 ms generator, 37.6 fps with 21.3 ms).
+REAL_TIME_MS = 28.0
 
 
 def to_input(images: np.ndarray, dtype=None):
@@ -46,14 +51,23 @@ class Generator:
     "background" compiles in a background process and swaps the package in between two
     frames once it is there (the daemon), "now" compiles first (the bench), "off" never
     compiles. ``forward`` (float batches: quality figures, tests) always runs eager.
+
+    ``student`` (a persona with a real-time student, format 3): "auto" times the full
+    generator on the first frames, in the way that stays (compiled or eager), and hands
+    over to the student when the full one takes more than ``REAL_TIME_MS`` a frame here;
+    "always" runs the student, "never" the full generator.
     """
 
     COMPILE_MODES = ("off", "cached", "background", "now")
+    REAL_TIME_MS = REAL_TIME_MS  # the generator's share of a 30 fps frame
+    SPEED_RUNS = 8  # frames of the full generator, timed once its way is settled
 
-    def __init__(self, persona: Persona, device: str = "cpu", precision: str = "auto", compile: str = "cached"):
+    def __init__(self, persona: Persona, device: str = "cpu", precision: str = "auto", compile: str = "cached",
+                 student: str = "auto"):
         import torch
 
         PRECISIONS.check(precision)
+        STUDENT_MODES.check(student)
         if compile not in self.COMPILE_MODES:
             raise ValueError(f"compile must be one of {self.COMPILE_MODES}, not {compile!r}")
         if check_device(device) == "auto":
@@ -69,6 +83,7 @@ class Generator:
         self.autocast = (low or self.autocast_dtype == torch.float16) and self.dtype == torch.float32
         self.precision = ("bf16" if self.autocast_dtype == torch.bfloat16 else "fp16") if self.autocast \
             else "bf16" if self.dtype == torch.bfloat16 else "fp32"
+        self.path = persona.generator_path
         self.module = persona.load_generator(device)
         self.compiled = None  # the AOTInductor package, once loaded
         self.compiler = None  # accel.Compiler while one compiles in the background
@@ -78,14 +93,25 @@ class Generator:
         self.trial = Trial()  # compiled against eager on the first frames: the faster one stays
         if compile != "off" and device == "cpu" and self.precision in ("bf16", "fp32"):
             self._find_compiled(compile)
+        # The real-time student, and whether it runs: None until the full one is timed.
+        self.student: Generator | None = None
+        self.use_student: bool | None = None
+        self._full_times: list[float] = []
+        self.full_ms: float | None = None  # the full generator's time a frame here, once measured
+        self._compile_mode = compile
+        if persona.student_path is not None and student != "never":
+            # Not compiled in the background before it is chosen: one compile at a time.
+            self.student = Generator(persona.as_student(), device, precision,
+                                     "cached" if compile == "background" else compile)
+            self.use_student = True if student == "always" else None
 
     def _find_compiled(self, mode: str) -> None:
         from f2f_cam import accel
 
         if not accel.enabled():
             return
-        path = accel.package_path(self.persona.generator_path, self.size, self.precision)
-        problem = accel.check_package(path, self.persona.generator_path, self.size, self.precision) \
+        path = accel.package_path(self.path, self.size, self.precision)
+        problem = accel.check_package(path, self.path, self.size, self.precision) \
             if path.is_file() else None
         if problem:  # never dlopen a library we cannot vouch for: it could crash the daemon
             log.warning("the cached compiled generator %s is not used (%s); %s", path.name, problem,
@@ -97,11 +123,11 @@ class Generator:
                 self.compile_error = problem
                 log.info("generator runs uncompiled: %s", problem)
             else:
-                self.compiler = accel.Compiler(self.persona.generator_path, self.size, self.precision, path)
+                self.compiler = accel.Compiler(self.path, self.size, self.precision, path)
             return
         try:
             if not path.is_file() and mode == "now":
-                accel.compile_package(self.persona.generator_path, self.size, self.precision, path)
+                accel.compile_package(self.path, self.size, self.precision, path)
             if path.is_file():
                 self.compiled = accel.Compiled(path)
         except Exception as e:  # no compiler, a torch that cannot: the eager path runs
@@ -113,7 +139,10 @@ class Generator:
     @property
     def engine(self) -> str:
         """What runs a frame now: "compiled" (AOTInductor), "eager (compiling)", "eager
-        (faster than compiled here)" (the trial's verdict) or "eager"."""
+        (faster than compiled here)" (the trial's verdict) or "eager"; "student, ..." when
+        the real-time student runs."""
+        if self.use_student:
+            return f"student, {self.student.engine}"
         if self.compiled is not None:
             return "compiled"
         if self.trial.verdict == "eager":
@@ -133,6 +162,31 @@ class Generator:
     def __call__(self, sketch: np.ndarray) -> np.ndarray:
         if sketch.shape != (self.size, self.size, 3):
             raise ValueError(f"sketch must be ({self.size}, {self.size}, 3), got {sketch.shape}")
+        if self.use_student:
+            return self.student(sketch)
+        if self.student is None:
+            return self._full(sketch)
+        settled = self.compiler is None and (self.compiled is None or self.trial.verdict is not None)
+        start = time.perf_counter()
+        out = self._full(sketch)
+        if settled:  # timed in the way that stays, not while a compile runs beside it
+            self._full_times.append(time.perf_counter() - start)
+            if len(self._full_times) >= Trial.WARMUP + self.SPEED_RUNS:
+                self._choose(float(np.median(self._full_times[Trial.WARMUP:])) * 1e3)
+        return out
+
+    def _choose(self, full_ms: float) -> None:
+        self.use_student = full_ms > self.REAL_TIME_MS
+        self.full_ms = full_ms
+        if self.use_student:
+            log.info("generator: the full one takes %.1f ms a frame here, more than 30 fps allows; "
+                     "the persona's real-time student runs from now on", full_ms)
+            if self._compile_mode == "background" and self.student.compiled is None:
+                self.student._find_compiled("background")
+        else:
+            self.student = None  # not needed here: let it go
+
+    def _full(self, sketch: np.ndarray) -> np.ndarray:
         if self.compiler is not None and self.compiler.result() is not None:
             self.compiled, self.compiler = self.compiler.result(), None  # between two frames
         if self.compiled is None:
@@ -149,8 +203,11 @@ class Generator:
     def settle(self, sketch: np.ndarray) -> None:
         """Run ``sketch`` until the compiled-or-eager trial has decided (benchmarks time
         the way that stays, not the trial's turns); nothing to do without a compiled one."""
-        while self.compiled is not None and self.trial.verdict is None:
+        while (self.compiled is not None and self.trial.verdict is None) or \
+                (self.student is not None and self.use_student is None):
             self(sketch)
+        if self.use_student:
+            self.student.settle(sketch)
 
     def _eager(self, sketch: np.ndarray) -> np.ndarray:
         return to_image(self.forward(to_input(sketch)))[0]
@@ -216,26 +273,26 @@ class GeneratorCache:
         self._entries: dict[tuple, Generator] = {}  # oldest first
 
     @staticmethod
-    def _key(persona: Persona, device: str, precision: str, compile: str) -> tuple:
+    def _key(persona: Persona, device: str, precision: str, compile: str, student: str) -> tuple:
         from f2f_cam import accel, paths
 
         st = persona.generator_path.stat()
         # What decides how it runs, too: compiling allowed, and where compiled ones are kept.
         return (str(persona.generator_path), st.st_ino, st.st_size, st.st_mtime_ns, persona.image_size,
-                device, precision, compile, accel.enabled(), str(paths.cache_dir()))
+                device, precision, compile, student, accel.enabled(), str(paths.cache_dir()))
 
     def get(self, persona: Persona, device: str = "cpu", precision: str = "auto",
-            compile: str = "cached") -> Generator:
+            compile: str = "cached", student: str = "auto") -> Generator:
         try:
-            key = self._key(persona, device, precision, compile)
+            key = self._key(persona, device, precision, compile, student)
         except OSError:  # the persona's file went away: let Generator say so
-            return Generator(persona, device=device, precision=precision, compile=compile)
+            return Generator(persona, device=device, precision=precision, compile=compile, student=student)
         with self._lock:
             gen = self._entries.pop(key, None)
             if gen is not None:
                 self._entries[key] = gen  # now the newest
                 return gen
-        gen = Generator(persona, device=device, precision=precision, compile=compile)
+        gen = Generator(persona, device=device, precision=precision, compile=compile, student=student)
         with self._lock:
             self._entries[key] = gen
             while len(self._entries) > self.keep:

@@ -38,14 +38,18 @@ from f2f_cam.sketch import SKETCH_VERSION
 log = logging.getLogger(__name__)
 
 FORMAT = "f2f-cam persona"
-FORMAT_VERSION = 2  # 2: an optional expression model (expression.npz); 1 still loads
+# 2: an optional expression model (expression.npz); 3: an optional real-time student
+# (student.pt). A persona is written with the lowest version that holds what it has, so
+# one without a student still loads in an f2f-cam that reads version 2.
+FORMAT_VERSION = 3
 PERSONA_JSON = "persona.json"
 THUMBNAIL = "thumbnail.png"
 GENERATOR_FILE = "generator.pt"
 EXPRESSION_FILE = "expression.npz"
+STUDENT_FILE = "student.pt"
 MODEL_CARD = "MODEL_CARD.md"
 # Files a persona folder/archive may hold; anything else in an archive is refused.
-ALLOWED_FILES = (PERSONA_JSON, GENERATOR_FILE, EXPRESSION_FILE, THUMBNAIL, MODEL_CARD)
+ALLOWED_FILES = (PERSONA_JSON, GENERATOR_FILE, EXPRESSION_FILE, STUDENT_FILE, THUMBNAIL, MODEL_CARD)
 MAX_EXPRESSION_BYTES = 16 << 20  # ~0.2 MB in practice
 DTYPES = ("float32", "bfloat16", "float16")
 IMAGE_SIZES = (64, 128, 256, 512)
@@ -105,13 +109,30 @@ class Persona:
         return self.path / self.generator_file
 
     @property
+    def student_path(self) -> Path | None:
+        """The real-time student's TorchScript file (format 3), when the persona has one:
+        a cheaper generator distilled from the full one (``trainers.distill``)."""
+        return self.path / STUDENT_FILE if self.meta.get("student") else None
+
+    @property
     def thumbnail_path(self) -> Path:
         return self.path / THUMBNAIL
+
+    def as_student(self) -> "Persona":
+        """This persona with its real-time student as its generator (and no student):
+        what runs where the full generator is too slow, and what ``bench --quality
+        --student always`` measures."""
+        if self.student_path is None:
+            raise UserError(f"persona '{self.name}' has no real-time student; `f2f-cam train VIDEO --name "
+                            f"{self.name} --student yes --force` trains one")
+        return dataclasses.replace(self, generator_file=STUDENT_FILE,
+                                   meta={k: v for k, v in self.meta.items() if k != "student"})
 
     def load_generator(self, device: str = "cpu"):
         """The frozen TorchScript generator, checked to map (1,3,S,S) -> (1,3,S,S)."""
         return load_generator_file(self.generator_path, self.image_size, device, self.dtype,
-                                   what=f"persona '{self.name}'")
+                                   what=f"persona '{self.name}'" + (
+                                       " (its real-time student)" if self.generator_file == STUDENT_FILE else ""))
 
 
 def load_generator_file(source: Path | bytes, size: int, device: str = "cpu", dtype: str = "float32",
@@ -166,6 +187,8 @@ def read_persona(folder: Path, bundled: bool = False) -> Persona:
     persona = persona_from_meta(folder, parse_meta(meta_path.read_bytes(), where), bundled, where)
     if not persona.generator_path.is_file():
         raise _corrupt(where, f"{persona.generator_file} is missing")
+    if persona.student_path is not None and not persona.student_path.is_file():
+        raise _corrupt(where, f"{STUDENT_FILE} is missing")
     model_file = folder / EXPRESSION_FILE
     return with_expression(persona, model_file.read_bytes() if model_file.is_file() else None, where)
 
@@ -266,6 +289,10 @@ def _persona_from_meta(folder: Path, meta: dict, bundled: bool) -> Persona:
     if expression is not None and (version < 2 or not isinstance(expression, dict)
                                    or expression.get("file") != EXPRESSION_FILE):
         raise ValueError(f"expression must be an object with file {EXPRESSION_FILE!r} (format version 2)")
+    student = meta.get("student")
+    if student is not None and (version < 3 or not isinstance(student, dict)
+                                or student.get("file") != STUDENT_FILE):
+        raise ValueError(f"student must be an object with file {STUDENT_FILE!r} (format version 3)")
     display = meta.get("display_name") or name
     if not isinstance(display, str):
         raise ValueError(f"display_name must be a string, got {type(display).__name__}")
@@ -298,16 +325,17 @@ def _crop(c) -> Crop:
 def build_meta(*, name: str, display_name: str, image_size: int, crop: Crop,
                canonical: np.ndarray, neutral: np.ndarray, dtype: str = "float32",
                generator_info: dict | None = None, training: dict | None = None,
-               expression: dict | None = None) -> dict:
+               expression: dict | None = None, student: dict | None = None) -> dict:
     """The ``persona.json`` dict, in the one place that knows its layout.
 
     ``expression``: the expression model's facts when the persona has one (its arrays
-    go into ``EXPRESSION_FILE``)."""
+    go into ``EXPRESSION_FILE``); ``student``: the real-time student's facts when it has
+    one (``STUDENT_FILE``; format version 3, else 2)."""
     import datetime
 
     meta = {
         "format": FORMAT,
-        "format_version": FORMAT_VERSION,
+        "format_version": FORMAT_VERSION if student is not None else 2,
         "name": check_name(name),
         "display_name": display_name,
         "image_size": int(image_size),
@@ -321,6 +349,8 @@ def build_meta(*, name: str, display_name: str, image_size: int, crop: Crop,
     }
     if expression is not None:
         meta["expression"] = {"file": EXPRESSION_FILE, **expression}
+    if student is not None:
+        meta["student"] = {"file": STUDENT_FILE, **student}
     return meta
 
 
@@ -335,11 +365,18 @@ def check_files(files: dict[str, bytes], folder: Path, where: str, meta: dict | 
         raise _corrupt(where, f"{persona.generator_file} is missing")
     if EXPRESSION_FILE in files and "expression" not in persona.meta:
         raise _corrupt(where, f"it holds {EXPRESSION_FILE} but {PERSONA_JSON} lists no expression model")
+    if STUDENT_FILE in files and "student" not in persona.meta:
+        raise _corrupt(where, f"it holds {STUDENT_FILE} but {PERSONA_JSON} lists no student")
+    if "student" in persona.meta and STUDENT_FILE not in files:
+        raise _corrupt(where, f"{STUDENT_FILE} is missing")
     if THUMBNAIL in files:
         _check_thumbnail(files[THUMBNAIL], where)
     persona = with_expression(persona, files.get(EXPRESSION_FILE), where)
     load_generator_file(files[persona.generator_file], persona.image_size, dtype=persona.dtype,
                         what=f"persona '{persona.name}'")
+    if STUDENT_FILE in files:
+        load_generator_file(files[STUDENT_FILE], persona.image_size, dtype=persona.dtype,
+                            what=f"persona '{persona.name}' (its real-time student)")
     return persona
 
 

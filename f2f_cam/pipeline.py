@@ -104,7 +104,7 @@ def stages_for(layout: str, persona: Persona | None, out_size: tuple[int, int], 
         from f2f_cam.generator import CACHE
 
         generator = CACHE.get(persona, device=cfg.device, precision=cfg.precision,
-                              compile=compile if cfg.compile else "off")
+                              compile=compile if cfg.compile else "off", student=cfg.student)
     return Stages(Compositor(layout, out_size), persona, detector, generator, blendshapes)
 
 

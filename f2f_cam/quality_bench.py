@@ -189,7 +189,9 @@ def _reference(frames, source: str, note: str | None = None) -> Reference:
 def _pipeline(persona, mode: str, precision: str):
     from f2f_cam.pipeline import build_pipeline
 
-    cfg = PipelineConfig(persona=persona.name, layout="persona", retarget=mode, precision=precision)
+    # The network asked for, never a hand-over timed on this machine (``Persona.as_student``).
+    cfg = PipelineConfig(persona=persona.name, layout="persona", retarget=mode, precision=precision,
+                         student="never")
     return build_pipeline(cfg, OUT_SIZE, persona=persona)
 
 
@@ -278,7 +280,7 @@ def self_reenactment(persona, dataset: Path | None, precision: str) -> dict:
     except UserError as e:  # e.g. an older dataset format: say why, measure the rest
         return {"available": False, "note": f"self-reenactment skipped: {e}"}
     val = PairedDataset(meta, "val")
-    gen = Generator(persona, precision=precision)
+    gen = Generator(persona, precision=precision, student="never")
     sums = {"psnr": 0.0, "ssim": 0.0, "l1": 0.0}
     fake_sharp, real_sharp = [], []
     for start in range(0, len(val), 8):

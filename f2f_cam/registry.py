@@ -97,6 +97,13 @@ PRECISIONS: Registry[str] = Registry("precision", {
     "bf16": "bf16 autocast",
 })
 
+# Which of a persona's generators runs (a persona with a real-time student, format 3).
+STUDENT_MODES: Registry[str] = Registry("student", {
+    "auto": "the persona's real-time student where its full generator is too slow for 30 fps here",
+    "always": "the real-time student whenever the persona has one",
+    "never": "always the full generator",
+})
+
 # Training precision: the runtime's, plus fp16 (mixed precision with a grad scaler,
 # for GPUs without bf16).
 TRAIN_PRECISIONS: Registry[str] = Registry("precision", {

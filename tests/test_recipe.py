@@ -134,8 +134,27 @@ def test_checkpoint_rebuilds_its_generator_from_model_args_alone(small_dataset, 
     assert "persona 'old' installed" in out.stdout
 
 
+def test_the_discriminator_width_defaults_to_what_this_hardware_trains_best(small_dataset, tmp_path):
+    from trainers.step import default_ndf
+
+    cfg = {k: v for k, v in TINY.items() if k != "ndf"}
+    r = train_persona("wide", dataset=small_dataset, workdir=tmp_path / "run", progress=False,
+                      config=TrainConfig(**cfg, epochs=1, max_steps=1))
+    ckpt = load_checkpoint(r.checkpoint)
+    # fp32 on a CPU: the narrower discriminator (more steps in the same time).
+    assert ckpt["config"]["ndf"] == 16 and ckpt["model_args"]["D"]["ndf"] == 16
+    assert default_ndf(torch.device("cpu"), torch.bfloat16) == 32 and default_ndf(torch.device("cuda"), None) == 32
+    # A resumed run resolves it the same way, so its checkpoint still fits.
+    again = train_persona("wide", dataset=small_dataset, workdir=tmp_path / "run", progress=False, resume=True,
+                          force=True, config=TrainConfig(**cfg, epochs=1, max_steps=2))
+    assert again.steps == 2
+
+
 @pytest.mark.parametrize("field,value,message", [
     ("ngf", 0, "invalid --ngf 0: must be at least 1"),
+    ("ndf", 0, "invalid --ndf 0: must be at least 1"),
+    ("student", "maybe", "invalid --student 'maybe'; choose one of: auto, yes, no"),
+    ("student_minutes", 0.0, "invalid --student-minutes 0.0: must be more than 0"),
     ("norm", "group", "invalid --norm 'group'; choose one of: batch, instance"),
     ("gan_mode", "wgan", "invalid --gan-mode 'wgan'; choose one of: vanilla, lsgan"),
     ("precision", "int8", "invalid --precision 'int8'; choose one of: auto, fp32, bf16, fp16"),

@@ -15,6 +15,7 @@ from f2f_cam.registry import TRAIN_PRECISIONS, check_device
 
 PRECISIONS = TRAIN_PRECISIONS.names()  # auto | fp32 | bf16 | fp16
 GAN_MODES = ("vanilla", "lsgan")
+STUDENT_CHOICES = ("auto", "yes", "no")
 NORMS = ("batch", "instance")
 # Config fields that change the networks or the loss: a checkpoint made with other
 # values cannot resume.
@@ -30,7 +31,10 @@ class TrainConfig:
     # is, a narrow generator so that 512 px still runs in real time, instance norm.
     size: int = 512  # image size (px); the dataset must have been built at this size
     ngf: int = 8  # generator base filters: 64 is the paper's
-    ndf: int = 32  # discriminator base filters (64: the paper's)
+    # Discriminator base filters (64: the paper's). None: 32, or 16 where the step runs
+    # fp32 on a CPU (no native bf16), where the discriminator is most of a step
+    # (trainers.step.default_ndf; README, "Training options tried").
+    ndf: int | None = None
     norm: str = "instance"  # instance (per image; DDP on CPUs then equals one process) | batch (pix2pix)
     epochs: int | None = 30  # passes over the training pairs (None: until --minutes)
     minutes: float | None = None  # time budget: stop cleanly at it (checkpoint, then export)
@@ -56,18 +60,24 @@ class TrainConfig:
     seed: int = 0
     val_samples: int = 4  # validation pairs shown in the per-epoch sample grid
     max_steps: int | None = None  # stop after this many steps in total (tests, smoke runs)
+    # A real-time student (trainers.distill): "auto" distils one when the generator takes
+    # more than 30 fps allows on this machine's CPU; it trains student_minutes more.
+    student: str = "auto"
+    student_minutes: float = 8.0
+    student_steps: int | None = None  # stop the student after this many steps (tests)
 
     def __post_init__(self):
         _choice("size", self.size, IMAGE_SIZES)
         _choice("norm", self.norm, NORMS)
         _choice("gan_mode", self.gan_mode, GAN_MODES)
         _choice("precision", self.precision, PRECISIONS)
+        _choice("student", self.student, STUDENT_CHOICES)
         check_device(self.device)
-        for name in ("ngf", "ndf", "batch_size", "epochs", "max_steps", "val_samples", "num_D"):
+        for name in ("ngf", "ndf", "batch_size", "epochs", "max_steps", "val_samples", "num_D", "student_steps"):
             _at_least(name, getattr(self, name), 1)
         for name in ("decay_epochs", "save_every", "workers", "lambda_l1", "lambda_feat", "lambda_parts", "jitter"):
             _at_least(name, getattr(self, name), 0)
-        for name in ("lr", "minutes"):
+        for name in ("lr", "minutes", "student_minutes"):
             value = getattr(self, name)
             if value is not None and not value > 0:  # also refuses NaN
                 raise UserError(f"invalid {_flag(name)} {value!r}: must be more than 0")

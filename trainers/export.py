@@ -28,6 +28,7 @@ from f2f_cam.geometry import Crop
 from f2f_cam.persona import PersonaStore
 from trainers.checkpoint import build_generator_from_checkpoint, load_checkpoint
 from trainers.dataset import load_dataset
+from trainers.distill import STUDENT_FILE, load_student
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,7 @@ def persona_files(
     dtype: str = "float32",
     model_card: str | None = None,
     expression_model: expression.ExpressionModel | None = None,
+    student: tuple[nn.Module, dict] | None = None,
 ) -> tuple[dict[str, bytes], dict]:
     """A persona's files as bytes (frozen generator, thumbnail, persona.json, the
     expression model, model card), and its persona.json dict. Nothing is written: see
@@ -65,16 +67,14 @@ def persona_files(
 
     net: generator taking (1, 3, S, S) in [-1, 1]; canonical/neutral: (478, 2) in
     persona image pixels; expression_model: see ``fit_expression`` (None: the persona
-    has none, and ``expression`` retargeting falls back to ``transfer``).
+    has none, and ``expression`` retargeting falls back to ``transfer``); student: a
+    real-time student and its facts (``trainers.distill``), frozen the same way.
     """
     pf.check_name(name)
     if dtype not in pf.DTYPES:
         raise ValueError(f"unknown dtype {dtype!r}; choose one of: {', '.join(pf.DTYPES)}")
     frozen = freeze_generator(net, image_size, dtype)
-    generator = io.BytesIO()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        torch.jit.save(frozen, generator)
+    generator = _script_bytes(frozen)
     # Thumbnail: the persona's own neutral face, as the runtime will draw it.
     with torch.inference_mode():
         face = to_image(frozen(to_input(sketch.render(neutral, image_size), getattr(torch, dtype))).float())[0]
@@ -85,14 +85,26 @@ def persona_files(
     meta = pf.build_meta(name=name, display_name=display_name or name, image_size=image_size,
                          crop=crop, canonical=canonical, neutral=neutral, dtype=dtype,
                          generator_info=info, training=training,
-                         expression=None if expression_model is None else expression_model.facts)
-    files = {pf.GENERATOR_FILE: generator.getvalue(), pf.THUMBNAIL: thumbnail.tobytes(),
+                         expression=None if expression_model is None else expression_model.facts,
+                         student=None if student is None else
+                         {"architecture": type(student[0]).__name__, **student[1]})
+    files = {pf.GENERATOR_FILE: generator, pf.THUMBNAIL: thumbnail.tobytes(),
              pf.PERSONA_JSON: pf.dump_meta(meta)}
+    if student is not None:
+        files[pf.STUDENT_FILE] = _script_bytes(freeze_generator(student[0], image_size, dtype))
     if expression_model is not None:
         files[pf.EXPRESSION_FILE] = expression_model.to_bytes()
     if model_card:
         files[pf.MODEL_CARD] = model_card.encode("utf-8")
     return files, meta
+
+
+def _script_bytes(module: torch.jit.ScriptModule) -> bytes:
+    out = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # TorchScript: see README
+        torch.jit.save(module, out)
+    return out.getvalue()
 
 
 def export_persona(net: nn.Module, out_dir: Path, *, force: bool = False, **persona) -> Path:
@@ -190,7 +202,9 @@ def export_checkpoint(ckpt_path: Path, name: str, *, display_name: str | None = 
     """Checkpoint -> persona: installed in the store, or written to ``out_file`` (.f2f).
 
     The generator is rebuilt from the checkpoint's own ``model_args``, frozen, checked
-    once and written once; the expression model is fitted on the checkpoint's dataset. Returns the installed ``Persona``, or the archive path when
+    once and written once; the expression model is fitted on the checkpoint's dataset;
+    a real-time student distilled from this checkpoint (``checkpoints/student.pt`` of
+    the same step) goes in too. Returns the installed ``Persona``, or the archive path when
     ``out_file`` is given.
     """
     pf.check_name(name)
@@ -200,6 +214,7 @@ def export_checkpoint(ckpt_path: Path, name: str, *, display_name: str | None = 
     ckpt = load_checkpoint(ckpt_path)
     p = ckpt["persona"]
     net = build_generator_from_checkpoint(ckpt).eval()
+    student = load_student(Path(ckpt_path).parent / STUDENT_FILE, ckpt["step"])
     files, meta = persona_files(
         net, name=name, display_name=display_name or name,
         image_size=ckpt["config"]["size"], crop=Crop(**{k: p["crop"][k] for k in CROP_FIELDS}),
@@ -207,7 +222,7 @@ def export_checkpoint(ckpt_path: Path, name: str, *, display_name: str | None = 
         training=training_facts(ckpt, result), dtype=dtype,
         generator_info={"ngf": ckpt["config"]["ngf"], "norm": ckpt["config"].get("norm", "batch"),
                         "checkpoint_step": ckpt["step"]},
-        expression_model=checkpoint_expression(ckpt, net),
+        expression_model=checkpoint_expression(ckpt, net), student=student,
     )
     if out_file is None:
         return store.install(files, force=force, where=f"persona '{name}' from {ckpt_path}")

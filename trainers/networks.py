@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 SIZES = (64, 128, 256, 512)  # image sizes the U-Net is built for (powers of two)
+INNER_SIZES = (32, *SIZES)  # also inside a student of a 64 px persona
 
 
 def norm_layer(kind: str):
@@ -63,7 +64,7 @@ class UnetGenerator(nn.Module):
                  n_dropout: int = 3, norm: str = "batch"):
         super().__init__()
         Norm = norm_layer(norm)
-        if size not in SIZES:
+        if size not in INNER_SIZES:
             raise ValueError(f"unknown image size {size}; choose one of: {', '.join(map(str, SIZES))}")
         n = int(math.log2(size))
         chans = [ngf * min(2 ** i, 8) for i in range(n)]  # e.g. 64,128,256,512,512,512,512,512
@@ -170,7 +171,32 @@ def init_weights(module: nn.Module, gain: float = 0.02) -> None:
             nn.init.zeros_(m.bias)
 
 
-GENERATORS = {"unet": UnetGenerator}
+class StudentGenerator(nn.Module):
+    """A cheaper stand-in for a persona's U-Net, distilled from it (``trainers.distill``):
+    the image folded ``factor`` x ``factor`` into channels (pixel unshuffle), a U-Net at
+    1/factor of the size on those channels, unfolded back. Same contract as the U-Net:
+    (N, 3, size, size) in [-1, 1] -> the same.
+
+    The full-size U-Net's outer layers run 3-16 channels over 256x256 and 512x512
+    pixels, where a CPU's vector units are mostly idle; folded, the same pixels arrive
+    as 12 channels at half the size, and the network has one level less.
+    """
+
+    def __init__(self, size: int = 512, ngf: int = 16, factor: int = 2, norm: str = "instance", **_):
+        super().__init__()
+        if size // factor not in INNER_SIZES or size % factor:
+            raise ValueError(f"a student of a {size} px generator cannot fold by {factor}")
+        self.size, self.factor = size, factor
+        self.args = {"kind": "student", "size": size, "ngf": ngf, "factor": factor, "norm": norm}  # to rebuild it
+        self.fold, self.unfold = nn.PixelUnshuffle(factor), nn.PixelShuffle(factor)
+        ch = 3 * factor * factor
+        self.unet = UnetGenerator(size // factor, ngf, in_ch=ch, out_ch=ch, n_dropout=0, norm=norm)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.unfold(self.unet(self.fold(x)))
+
+
+GENERATORS = {"unet": UnetGenerator, "student": StudentGenerator}
 
 
 DISCRIMINATORS = {"patch": NLayerDiscriminator, "multiscale": MultiscaleDiscriminator}

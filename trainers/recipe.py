@@ -50,6 +50,7 @@ class PersonaResult:
     rank: int = 0
     world_size: int = 1
     verdict: Verdict | None = None  # the persona's figures, verdict and advice (trainers.verdict)
+    student: dict | None = None  # the real-time student's facts, when one was distilled (trainers.distill)
 
     @property
     def minutes(self) -> float:
@@ -90,6 +91,7 @@ def train_persona(name: str, *, video: Path | None = None, dataset: Path | None 
             write_text(run_dir / "slurm" / "requeue", os.environ.get("SLURM_JOB_ID", "") + "\n")
         runs.update(run_dir, state="requeued" if requeue else "stopped", stopped=facts.get("signal"))
     elif dd.main:
+        facts["student"] = teach_student(Path(facts["checkpoint"]), meta, config, progress)
         persona = export_checkpoint(facts["checkpoint"], name, display_name=display_name, force=force,
                                     result=facts, store=store).path
         hashes = facts.get("rank_G_sha1") or []
@@ -105,7 +107,40 @@ def train_persona(name: str, *, video: Path | None = None, dataset: Path | None 
         device=facts["device"], precision=facts["precision"], run_dir=run_dir,
         checkpoint=Path(facts["checkpoint"]), persona=persona, val_l1=facts.get("val_l1"),
         val_psnr=facts.get("val_psnr"), val_ssim=facts.get("val_ssim"), rank=dd.rank, world_size=dd.world,
-        verdict=verdict)
+        verdict=verdict, student=facts.get("student"))
+
+
+def teach_student(ckpt_path: Path, meta: dict, config: TrainConfig, progress: bool) -> dict | None:
+    """Distil the checkpoint's generator into a real-time student (``trainers.distill``)
+    when ``config.student`` says so ("auto": when it takes more than 30 fps allows on
+    this CPU), saved beside the checkpoint for the export; its facts, else None. Ctrl-C
+    stops the student: the persona is exported without one (the generator is whole)."""
+    from trainers.checkpoint import build_generator_from_checkpoint, load_checkpoint
+    from trainers.distill import REAL_TIME_MS, STUDENT_FILE, distil, generator_ms, save_student
+    from trainers.train import CtrlC
+
+    if config.student == "no":  # and none from an earlier try on this checkpoint goes in either
+        (ckpt_path.parent / STUDENT_FILE).unlink(missing_ok=True)
+        return None
+    ckpt = load_checkpoint(ckpt_path)
+    teacher = build_generator_from_checkpoint(ckpt)
+    ms = generator_ms(teacher, config.size)
+    if config.student == "auto" and ms <= REAL_TIME_MS:
+        log.info("the generator takes %.1f ms a frame on this CPU: real time without a student", ms)
+        return None
+    log.warning("the generator takes %.0f ms a frame on one core of this CPU, more than 30 fps allows: "
+                "distilling a real-time student (%g more minutes)", ms, config.student_minutes)
+    with CtrlC() as ctrl_c:
+        student, facts = distil(teacher, meta, minutes=config.student_minutes, seed=config.seed,
+                                max_steps=config.student_steps, progress=progress,
+                                should_stop=lambda: ctrl_c.pressed)
+    if ctrl_c.pressed:
+        log.warning("real-time student interrupted: the persona is installed without one (it runs its full "
+                    "generator); `f2f-cam train ... --force` trains both again")
+        return None
+    facts.update(generator_ms=round(ms, 1), student_ms=round(generator_ms(student, config.size), 1))
+    save_student(ckpt_path.parent / STUDENT_FILE, student, facts, ckpt["step"])
+    return facts
 
 
 def check_start(name: str, video: Path | None, dataset: Path | None, force: bool, store: PersonaStore) -> None:

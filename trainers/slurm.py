@@ -93,7 +93,8 @@ def time_seconds(text: str) -> int | None:
 
 def train_args(cfg: TrainConfig, device: str) -> list[str]:
     """``cfg`` as ``f2f-cam train`` options: every one written out, for the reader."""
-    args = ["--size", cfg.size, "--ngf", cfg.ngf, "--ndf", cfg.ndf, "--norm", cfg.norm]
+    args = ["--size", cfg.size, "--ngf", cfg.ngf] + ([] if cfg.ndf is None else ["--ndf", cfg.ndf])
+    args += ["--norm", cfg.norm]  # (no --ndf: the job's own machine picks it)
     if cfg.epochs is not None:
         args += ["--epochs", cfg.epochs]
     if cfg.minutes is not None:
@@ -101,11 +102,14 @@ def train_args(cfg: TrainConfig, device: str) -> list[str]:
     args += ["--batch-size", cfg.batch_size, "--lr", cfg.lr, "--gan-mode", cfg.gan_mode, "--num-d", cfg.num_D,
              "--lambda-feat", cfg.lambda_feat, "--lambda-parts", cfg.lambda_parts, "--decay-epochs", cfg.decay_epochs, "--decay-share",
              cfg.decay_share, "--jitter", cfg.jitter, "--save-every", cfg.save_every, "--device", device,
-             "--precision", cfg.precision, "--workers", cfg.workers, "--seed", cfg.seed]
+             "--precision", cfg.precision, "--workers", cfg.workers, "--seed", cfg.seed,
+             "--student", cfg.student, "--student-minutes", cfg.student_minutes]
     args += [flag for flag, on in (("--no-dropout", not cfg.dropout), ("--no-augment", not cfg.augment),
                                    ("--sync-bn", cfg.sync_bn)) if on]
     if cfg.max_steps is not None:
         args += ["--max-steps", cfg.max_steps]
+    if cfg.student_steps is not None:
+        args += ["--student-steps", cfg.student_steps]
     return [str(a) for a in args]
 
 

@@ -33,8 +33,8 @@ from trainers.distributed import (Dist, broadcast_ints, gather_objects, init_dis
                                   wrap)
 from trainers.evaluate import save_grid, validate
 from trainers.logs import MetricsLog
-from trainers.step import (autocast, gan_loss, make_optimizers, pick_precision, precision_name, prepare_models,
-                           train_step)
+from trainers.step import (autocast, default_ndf, gan_loss, make_optimizers, pick_precision, precision_name,
+                           prepare_models, train_step)
 
 log = logging.getLogger(__name__)
 
@@ -65,9 +65,11 @@ class Trainer:
     """One run: its data, networks, optimizers and counters."""
 
     def __init__(self, cfg: TrainConfig, meta: dict, run_dir: Path, dd: Dist):
-        self.cfg, self.meta, self.run_dir, self.dd = cfg, meta, run_dir, dd
         self.device = dd.device
         self.amp_dtype = pick_precision(cfg.precision, self.device)  # None: fp32
+        if cfg.ndf is None:  # the default for this hardware, from here on (checkpoints record it)
+            cfg = dataclasses.replace(cfg, ndf=default_ndf(self.device, self.amp_dtype))
+        self.cfg, self.meta, self.run_dir, self.dd = cfg, meta, run_dir, dd
         self.fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
         self.ckpt_path = run_dir / "checkpoints" / "last.pt"
         run_dir.mkdir(parents=True, exist_ok=True)
