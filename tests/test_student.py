@@ -20,7 +20,7 @@ from trainers.distill import distil, edge_l1
 from trainers.networks import StudentGenerator, define_D, define_G
 from trainers.recipe import train_persona
 
-TINY = dict(size=64, ngf=8, ndf=8, batch_size=4, save_every=0, device="cpu", precision="fp32")
+from test_recipe import TINY  # the same tiny networks as the recipe's tests
 
 
 @pytest.fixture(scope="module")
