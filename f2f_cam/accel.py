@@ -23,6 +23,11 @@ path runs). A package holds native code: f2f-cam loads only the ones this machin
 compiled into its own cache; personas never carry one.
 
 ``F2F_CAM_COMPILE=0`` turns compiling off (the tests do, except the ones about it).
+
+``KEY.timing.json`` keeps what the generator measured of itself here on its first
+frames (compiled against eager, and the full generator's time when the persona has a
+real-time student), with the CPU model and thread count, so that the next start runs
+the faster way from its first frame instead of trying both again (``recall``, ``remember``).
 """
 
 from __future__ import annotations
@@ -71,11 +76,24 @@ def _cpu_features() -> list[str]:
     return [f for f in _CPU_FEATURES if f in flags]
 
 
+_SHA_MEMO: dict[tuple, str] = {}
+
+
+def _generator_sha256(path: Path) -> str:
+    """``sha256_file``, remembered while the file's size and mtime stay (a frame that
+    records a timing should not hash a 7 MB generator four times)."""
+    st = path.stat()
+    key = (str(path), st.st_ino, st.st_size, st.st_mtime_ns)
+    if key not in _SHA_MEMO:
+        _SHA_MEMO[key] = sha256_file(path)
+    return _SHA_MEMO[key]
+
+
 def cache_facts(generator: Path, size: int, precision: str) -> dict:
     """What a compiled package depends on: its key hashes these, its record repeats them."""
     import torch
 
-    return {"cache_version": CACHE_VERSION, "generator_sha256": sha256_file(Path(generator)),
+    return {"cache_version": CACHE_VERSION, "generator_sha256": _generator_sha256(Path(generator)),
             "torch": torch.__version__, "size": int(size), "precision": precision, "cpu": _cpu_features()}
 
 
@@ -118,6 +136,65 @@ def check_package(package: Path, generator: Path, size: int, precision: str) -> 
     except OSError as e:
         return f"it cannot be read ({e.strerror or type(e).__name__})"
     return None
+
+
+def _cpu_model() -> str:
+    """The CPU's model name (two CPUs with the same features can differ 2x in speed)."""
+    import platform
+
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            return next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")),
+                        platform.processor())
+    except OSError:
+        return platform.processor()
+
+
+def timing_facts(generator: Path, size: int, precision: str, threads: int) -> dict:
+    """What a timing measured here depends on: the compiled package's facts, and the CPU's
+    model, its CPU count and the torch threads the generator runs with."""
+    from f2f_cam.system import cpu_count
+
+    return {**cache_facts(generator, size, precision), "cpu_model": _cpu_model(), "cpus": cpu_count(),
+            "threads": int(threads)}
+
+
+def timing_path(generator: Path, size: int, precision: str) -> Path:
+    """``KEY.timing.json``: what f2f-cam measured of this generator on this machine."""
+    return package_path(generator, size, precision).with_suffix(".timing.json")
+
+
+def recall(generator: Path, size: int, precision: str, threads: int) -> dict:
+    """The timings ``remember`` kept for this generator here ({} when none, or when they
+    were measured on another CPU, torch or thread count, or the file is damaged)."""
+    path = timing_path(generator, size, precision)
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as e:
+        log.info("ignoring the timing record %s (%s)", path.name, type(e).__name__)
+        return {}
+    if not isinstance(record, dict) or record.get("facts") != timing_facts(generator, size, precision, threads) \
+            or not isinstance(record.get("values"), dict):
+        return {}
+    return record["values"]
+
+
+def remember(generator: Path, size: int, precision: str, threads: int, **values) -> None:
+    """Keep ``values`` (JSON numbers and strings) about this generator here, beside what
+    was kept before, so that the next start need not measure them again. Written
+    atomically; a cache folder that cannot be written only costs the measurement again."""
+    from f2f_cam import atomic
+
+    path = timing_path(generator, size, precision)
+    record = {"facts": timing_facts(generator, size, precision, threads),
+              "values": {**recall(generator, size, precision, threads), **values}}
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic.write_text(path, json.dumps(record, indent=1, sort_keys=True))
+    except OSError as e:
+        log.info("could not keep the generator's timings in %s (%s)", path, e.strerror or type(e).__name__)
 
 
 def discard(package: Path) -> None:

@@ -91,8 +91,14 @@ class Generator:
         self.threads = torch.get_num_threads()  # for the compiled kernels, in whichever thread calls
         self._threads_set = None
         self.trial = Trial()  # compiled against eager on the first frames: the faster one stays
-        if compile != "off" and device == "cpu" and self.precision in ("bf16", "fp32"):
-            self._find_compiled(compile)
+        may_compile = compile != "off" and device == "cpu" and self.precision in ("bf16", "fp32")
+        # What an earlier start measured here (accel.recall): the trial's verdict, the full
+        # generator's time. Not re-measured, so no frame runs the slower way for it.
+        from f2f_cam import accel
+
+        self._recalled = accel.recall(self.path, self.size, self.precision, self.threads) if device == "cpu" else {}
+        if may_compile and accel.enabled() and self._recalled.get("trial") in ("compiled", "eager"):
+            self.trial.verdict = self._recalled["trial"]
         # The real-time student, and whether it runs: None until the full one is timed.
         self.student: Generator | None = None
         self.use_student: bool | None = None
@@ -103,7 +109,26 @@ class Generator:
             # Not compiled in the background before it is chosen: one compile at a time.
             self.student = Generator(persona.as_student(), device, precision,
                                      "cached" if compile == "background" else compile)
-            self.use_student = True if student == "always" else None
+            if student == "always":
+                self.use_student = True
+            else:
+                engine, full_ms = self._full_engine(may_compile), self._recalled.get("full_ms")
+                if engine is not None and self._recalled.get("full_engine") == engine \
+                        and isinstance(full_ms, (int, float)) and full_ms > 0:
+                    self._choose(float(full_ms), measured=False)
+        if may_compile and not self.use_student and self.trial.verdict != "eager":
+            self._find_compiled(compile)
+        elif self.use_student and compile == "background" and self.student.compiled is None:
+            self.student._find_compiled("background")
+
+    def _full_engine(self, may_compile: bool) -> str | None:
+        """How the full generator will run once settled, as far as is known at load:
+        "eager", "compiled", or None (the trial has not decided here yet)."""
+        from f2f_cam import accel
+
+        if not may_compile or not accel.enabled() or self.trial.verdict == "eager":
+            return "eager"
+        return "compiled" if self.trial.verdict == "compiled" else None
 
     def _find_compiled(self, mode: str) -> None:
         from f2f_cam import accel
@@ -175,16 +200,27 @@ class Generator:
                 self._choose(float(np.median(self._full_times[Trial.WARMUP:])) * 1e3)
         return out
 
-    def _choose(self, full_ms: float) -> None:
+    def _choose(self, full_ms: float, measured: bool = True) -> None:
+        """The student runs from now on when ``full_ms`` is too slow; a measured time is
+        kept for the next start (with the way the full one ran)."""
         self.use_student = full_ms > self.REAL_TIME_MS
         self.full_ms = full_ms
+        if measured:
+            self._remember(full_ms=full_ms, full_engine="compiled" if self.compiled is not None else "eager")
         if self.use_student:
-            log.info("generator: the full one takes %.1f ms a frame here, more than 30 fps allows; "
-                     "the persona's real-time student runs from now on", full_ms)
-            if self._compile_mode == "background" and self.student.compiled is None:
+            log.info("generator: the full one takes %.1f ms a frame here%s, more than 30 fps allows; "
+                     "the persona's real-time student runs from now on", full_ms,
+                     "" if measured else " (measured at an earlier start)")
+            if measured and self._compile_mode == "background" and self.student.compiled is None:
                 self.student._find_compiled("background")
         else:
             self.student = None  # not needed here: let it go
+
+    def _remember(self, **values) -> None:
+        from f2f_cam import accel
+
+        if self.device == "cpu":
+            accel.remember(self.path, self.size, self.precision, self.threads, **values)
 
     def _full(self, sketch: np.ndarray) -> np.ndarray:
         if self.compiler is not None and self.compiler.result() is not None:
@@ -194,11 +230,25 @@ class Generator:
         way = self.trial.next()  # on the first frames, compiled and eager in turns
         start = time.perf_counter()
         out = self._run_compiled(sketch) if way == "compiled" else self._eager(sketch)
-        if self.trial.record(way, time.perf_counter() - start) == "eager":
+        verdict = self.trial.record(way, time.perf_counter() - start)
+        if verdict is not None:
+            self._remember(trial=verdict)
+        if verdict == "eager":
             log.info("generator: eager runs faster than compiled on this machine (%s); keeping eager",
                      self.trial.summary())
             self.compiled = None
         return out
+
+    @property
+    def settled(self) -> bool:
+        """Whether every start-up choice is made (no compile running, compiled against
+        eager decided, the full generator timed against the student): from here on each
+        frame runs the way that stays."""
+        if self.compiler is not None or (self.compiled is not None and self.trial.verdict is None):
+            return False
+        if self.student is not None and self.use_student is None:
+            return False
+        return not self.use_student or self.student.settled
 
     def settle(self, sketch: np.ndarray) -> None:
         """Run ``sketch`` until the compiled-or-eager trial has decided (benchmarks time

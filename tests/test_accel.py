@@ -109,7 +109,7 @@ def delayed(fn, seconds: float):
 
 
 @pytest.mark.parametrize("slower", ["compiled", "eager"])
-def test_the_faster_of_compiled_and_eager_is_kept(installed_persona, slower):
+def test_the_faster_of_compiled_and_eager_is_kept(installed_persona, slower, monkeypatch):
     """On an AVX2-only CPU the compiled generator was slower than eager (72 against 49 ms):
     the first frames run both ways in turns and the faster way stays. The compiled
     library is stood in for by the eager path made slower or left as it is."""
@@ -133,3 +133,64 @@ def test_the_faster_of_compiled_and_eager_is_kept(installed_persona, slower):
         assert compiled.calls == n and gen._eager.calls == n + 1  # the compiled way never again
     else:
         assert gen.engine == "compiled" and compiled.calls == n + 1 and gen._eager.calls == n
+    # Kept for the next start on this machine, which runs that way from its first frame.
+    assert accel.recall(gen.path, gen.size, gen.precision, gen.threads)["trial"] == kept
+    monkeypatch.setenv("F2F_CAM_COMPILE", "1")
+    again = Generator(installed_persona, compile="cached")  # no package cached: nothing compiles
+    assert again.trial.verdict == kept and again.compiler is None
+    if kept == "eager":
+        assert again.engine == "eager (faster than compiled here)"
+
+
+def test_a_timing_record_holds_only_for_its_machine_and_survives_damage(installed_persona):
+    gen = Generator(installed_persona, compile="off")
+    args = (gen.path, gen.size, gen.precision)
+    assert accel.recall(*args, gen.threads) == {}
+    accel.remember(*args, gen.threads, trial="eager")
+    accel.remember(*args, gen.threads, full_ms=31.5, full_engine="eager")  # beside what was kept
+    assert accel.recall(*args, gen.threads) == {"trial": "eager", "full_ms": 31.5, "full_engine": "eager"}
+    assert accel.recall(*args, gen.threads + 1) == {}  # measured with another thread count
+    record = json.loads(accel.timing_path(*args).read_text())
+    assert record["facts"]["cpu_model"] and record["facts"]["cpus"] >= 1
+    for damage in ("{not json", "[1, 2]", json.dumps({"facts": record["facts"], "values": 3})):
+        accel.timing_path(*args).write_text(damage)
+        assert accel.recall(*args, gen.threads) == {}
+        Generator(installed_persona, compile="off")  # loads as if nothing was kept
+
+
+def test_compile_falls_back_to_eager(installed_persona, monkeypatch, tmp_path):
+    sketch_img = np.zeros((installed_persona.image_size,) * 2 + (3,), np.uint8)
+    off = Generator(installed_persona, compile="now")  # F2F_CAM_COMPILE=0 in the tests
+    assert off.engine == "eager" and off.compiled is None
+    monkeypatch.setenv("F2F_CAM_COMPILE", "1")
+    monkeypatch.setenv("PATH", str(tmp_path))  # no C++ compiler on PATH
+    failed = Generator(installed_persona, compile="now")
+    assert failed.engine == "eager" and "C++ compiler" in failed.compile_error
+    assert failed(sketch_img).shape == sketch_img.shape
+    background = Generator(installed_persona, compile="background")
+    assert background.compiler is None and background.engine == "eager"
+    fp32 = Generator(installed_persona, precision="fp32", compile="off")
+    assert fp32.precision == "fp32" and fp32.engine == "eager"
+
+
+def test_bench_reports_every_figure(installed_persona, talking_head):
+    proc = run_cli("bench", "--persona", installed_persona.name, "--video", talking_head[0], "--frames", 40,
+                   "--no-compile", "--json")
+    assert proc.returncode == 0, proc.stderr
+    r = json.loads(proc.stdout)
+    for key in ("fps", "latency_ms_p50", "latency_ms_p95", "stages_ms", "generator_ms", "reference_generator_ms",
+                "speedup", "precision", "threads", "rss_mb", "rss_growth_mb", "startup_s", "persona", "frames",
+                "serial", "generator", "full_generator_ms", "first_start_trial_frames"):
+        assert key in r, key
+    assert r["frames"] == 40 and r["persona"] == installed_persona.name
+    assert r["fps"] > 0 and 0 < r["latency_ms_p50"] <= r["latency_ms_p95"] < 60_000
+    assert r["generator_ms"] > 0 and r["reference_generator_ms"] > 0 and r["speedup"] > 0
+    assert {"landmarks", "generator", "compose"} <= set(r["stages_ms"])
+    assert 50 < r["rss_mb"] < 8000 and abs(r["rss_growth_mb"]) < 1000 and 0 < r["startup_s"] < 120
+    assert r["threads"]["torch"] >= 1 and r["engine"] == "eager"
+    # No student and nothing compiled: nothing to try on the first frames.
+    assert r["generator"] == "full" and r["full_generator_ms"] is None and r["first_start_trial_frames"] == 0
+    assert r["serial"]["total_ms"] > 0 and "generator" in r["serial"]["stage_ms"]
+    text = run_cli("bench", "--persona", installed_persona.name, "--video", talking_head[0], "--frames", 20,
+                   "--no-compile")
+    assert text.returncode == 0 and "latency p50" in text.stdout and "serially" in text.stdout

@@ -136,6 +136,9 @@ def test_the_runtime_hands_over_to_the_student_only_where_the_full_one_is_slow(s
     assert all(np.array_equal(o, full_out) for o in outs)  # the full one while it is timed
     assert slow.use_student is True and slow.full_ms > 0 and slow.engine == "student, eager"
     assert np.array_equal(slow(sketch), student_out)
+    again = Generator(p, compile="off")  # the next start here: the time is remembered, not measured again
+    assert again.use_student is True and again.full_ms == slow.full_ms
+    assert np.array_equal(again(sketch), student_out)
 
     monkeypatch.setattr(Generator, "REAL_TIME_MS", 1e9)  # fast enough: the full one stays
     fast = Generator(p, compile="off")
@@ -204,3 +207,22 @@ def test_auto_distils_where_the_generator_is_too_slow_and_ctrl_c_leaves_no_stude
     p = PersonaStore().get("slow")
     assert p.student_path is None and p.meta["format_version"] == 2  # the generator alone, whole
     assert "real-time student interrupted" in caplog.text
+
+
+def test_bench_shows_the_first_starts_trials_once(student_persona, tmp_path, talking_head):
+    """The first start on a machine times the full generator on its first frames (to pick
+    it or the student); the next start remembers, and runs the chosen one from frame one."""
+    from conftest import run_cli
+
+    PersonaStore().import_archive(pf.write_archive(student_persona[0], tmp_path / "pupil.f2f"))
+    runs = []
+    for _ in range(2):
+        proc = run_cli("bench", "--persona", "pupil", "--video", talking_head[0], "--frames", 20, "--no-compile",
+                       "--json")
+        assert proc.returncode == 0, proc.stderr
+        runs.append(json.loads(proc.stdout))
+    first, again = runs
+    assert first["first_start_trial_frames"] >= Trial.WARMUP + Generator.SPEED_RUNS
+    assert again["first_start_trial_frames"] == 0
+    assert first["full_generator_ms"] == again["full_generator_ms"] > 0  # measured once, then remembered
+    assert first["generator"] == again["generator"] == "full"  # a tiny generator is fast enough here

@@ -276,28 +276,28 @@ def test_real_tray_icon_starts_and_stops(backend, x_display_with_tray, installed
         _needs_menus()
     monkeypatch.setenv("DISPLAY", x_display_with_tray)
     monkeypatch.setenv("PYSTRAY_BACKEND", backend)
-    # 15 s of frames: on a loaded machine the icon took most of 4 s to dock (start-up
-    # first), and once, in a full CI run, more than 8.
-    proc = _tray_daemon(talking_head, tmp_path / "tray.mp4", 15)
+    # 30 s of frames: on a loaded machine the icon took most of 4 s to dock (start-up
+    # first), in a full CI run more than 8, and once more than 15.
+    seconds = 30
+    proc = _tray_daemon(talking_head, tmp_path / "tray.mp4", seconds)
     try:
         docked = titled = False
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and proc.poll() is None and not docked:
-            docked = _panel_width(x_display_with_tray) >= 20  # trayer's panel grows around an icon
+        while proc.poll() is None and not (docked and titled):
+            docked = docked or _panel_width(x_display_with_tray) >= 20  # trayer's panel grows around an icon
             titled = titled or any(n.startswith("Face2Face Cam: Tiny Test, camera")
                                    for n in _window_names(x_display_with_tray))
             time.sleep(0.2)
-        stdout, stderr = proc.communicate(timeout=30)  # stops by itself: no hang in the tray
+        stdout, stderr = proc.communicate(timeout=seconds + 30)  # stops by itself: no hang in the tray
     finally:
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 0, stderr
-    assert docked, stderr
+    assert docked, (_window_names(x_display_with_tray), stderr)
     if backend == "xorg":  # its icon window carries the tooltip as its name; without menus it says so
         assert titled
         assert "(pystray xorg backend)" in stderr and "f2f-cam ctl" in stderr
     stopped = re.search(r"stopped after ([0-9.]+) s", stdout)  # by --seconds; a loaded machine ends a bit late
-    assert stopped and 15.0 <= float(stopped.group(1)) < 16.0, (stdout, stderr)
+    assert stopped and seconds <= float(stopped.group(1)) < seconds + 1, (stdout, stderr)
     assert "Traceback" not in stderr and "Failed to dock" not in stderr
 
 
@@ -391,7 +391,7 @@ def test_doctor_sees_the_display_and_tray(x_display_with_tray, monkeypatch):
     c = doctor.check_display_and_tray()
     assert c["details"]["display"] == x_display_with_tray
     if c["details"]["backend"] == "xorg":  # no PyGObject here: an icon without menus
-        assert c["status"] == "note" and c["details"]["system_tray"] is True
-        assert "no menus" in c["summary"] and "PyGObject" in c["fix"]
+        assert c["status"] == "note" and c["details"]["xembed"] is True
+        assert "without menus" in c["summary"] and "PyGObject" in c["fix"]
     else:
         assert c["status"] == "ok"
