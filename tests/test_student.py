@@ -86,6 +86,13 @@ def test_distilling_brings_the_student_towards_the_teacher(dataset):
     assert f["steps"] == 0  # Ctrl-C before the first step
 
 
+def test_the_students_rate_goes_down_to_zero_over_the_last_share():
+    from trainers.distill import decayed_lr
+
+    assert [decayed_lr(2.0, done, 0.5) for done in (0.0, 0.5, 0.75, 1.0, 1.2)] == [2.0, 2.0, 1.0, 0.0, 0.0]
+    assert decayed_lr(2.0, 0.9, 0.0) == 2.0  # no decay
+
+
 def test_the_adversarial_student_trains_its_discriminator_too(dataset):
     meta = load_dataset(dataset)
     torch.manual_seed(1)
