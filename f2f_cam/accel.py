@@ -33,6 +33,7 @@ the faster way from its first frame instead of trying both again (``recall``, ``
 from __future__ import annotations
 
 import atexit
+import functools
 import hashlib
 import json
 import logging
@@ -138,8 +139,10 @@ def check_package(package: Path, generator: Path, size: int, precision: str) -> 
     return None
 
 
+@functools.lru_cache(maxsize=1)
 def _cpu_model() -> str:
-    """The CPU's model name (two CPUs with the same features can differ 2x in speed)."""
+    """The CPU's model name (two CPUs with the same features can differ 2x in speed);
+    read once a process, not at each timing kept on the frame path."""
     import platform
 
     try:
