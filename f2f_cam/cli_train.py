@@ -82,7 +82,9 @@ def dataset(video, output, frames, size, val_fraction, seed, quiet):
 @click.option("--epochs", type=int, default=None, help="Passes over the data (the old max_epochs) [default: 30, or none with --minutes].")
 @click.option("--minutes", type=float, default=None, help="Time budget: stop cleanly at it and export.")
 @click.option("--batch-size", type=int, default=4, show_default=True, help="Per process.")
-@click.option("--lr", type=float, default=2e-4, show_default=True)
+@click.option("--lr", type=float, default=2e-4, show_default=True, help="Adam's learning rate (the generator's).")
+@click.option("--lr-d", type=float, default=None,
+              help="The discriminator's learning rate [default: --lr].")
 @click.option("--gan-mode", default="vanilla", show_default=True, help="vanilla | lsgan")
 @click.option("--num-d", "num_D", type=int, default=1, show_default=True,
               help="Discriminator scales (2+: pix2pixHD's multi-scale discriminator).")
@@ -114,7 +116,7 @@ def dataset(video, output, frames, size, val_fraction, seed, quiet):
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @_slurm_options
 def train(video, name, display_name, dataset_dir, workdir, frames, size, ngf, ndf, norm, no_dropout, epochs, minutes,
-          batch_size, lr, gan_mode, num_D, lambda_feat, lambda_parts, decay_epochs, decay_share, save_every, device, precision,
+          batch_size, lr, lr_d, gan_mode, num_D, lambda_feat, lambda_parts, decay_epochs, decay_share, save_every, device, precision,
           workers, sync_bn, no_augment, jitter, student, student_minutes, seed, max_steps, student_steps, resume, force,
           quiet, **slurm):
     """Train a persona from one video: dataset -> pix2pix -> export -> install.
@@ -127,7 +129,7 @@ def train(video, name, display_name, dataset_dir, workdir, frames, size, ngf, nd
 
     cfg = TrainConfig(size=size, ngf=ngf, ndf=ndf, norm=norm, dropout=not no_dropout,
                       epochs=epochs if epochs is not None or minutes is not None else 30,
-                      minutes=minutes, batch_size=batch_size, lr=lr, gan_mode=gan_mode, num_D=num_D,
+                      minutes=minutes, batch_size=batch_size, lr=lr, lr_d=lr_d, gan_mode=gan_mode, num_D=num_D,
                       lambda_feat=lambda_feat, lambda_parts=lambda_parts, decay_epochs=decay_epochs, decay_share=decay_share,
                       save_every=save_every, device=device,
                       precision=precision, workers=workers, sync_bn=sync_bn, augment=not no_augment,

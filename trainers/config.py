@@ -39,7 +39,8 @@ class TrainConfig:
     epochs: int | None = 30  # passes over the training pairs (None: until --minutes)
     minutes: float | None = None  # time budget: stop cleanly at it (checkpoint, then export)
     batch_size: int = 4  # per process
-    lr: float = 2e-4  # Adam, as in pix2pix
+    lr: float = 2e-4  # Adam, as in pix2pix (the generator's; the discriminator's too unless lr_d)
+    lr_d: float | None = None  # the discriminator's rate (None: lr)
     beta1: float = 0.5
     lambda_l1: float = 100.0  # weight of L1 against the GAN loss (pix2pix)
     gan_mode: str = "vanilla"  # vanilla (BCE with logits) | lsgan (MSE)
@@ -77,7 +78,7 @@ class TrainConfig:
             _at_least(name, getattr(self, name), 1)
         for name in ("decay_epochs", "save_every", "workers", "lambda_l1", "lambda_feat", "lambda_parts", "jitter"):
             _at_least(name, getattr(self, name), 0)
-        for name in ("lr", "minutes", "student_minutes"):
+        for name in ("lr", "lr_d", "minutes", "student_minutes"):
             value = getattr(self, name)
             if value is not None and not value > 0:  # also refuses NaN
                 raise UserError(f"invalid {_flag(name)} {value!r}: must be more than 0")

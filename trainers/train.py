@@ -96,7 +96,7 @@ class Trainer:
         if dd.world > 1 and cfg.sync_bn:  # batch statistics over the global batch
             G, D = nn.SyncBatchNorm.convert_sync_batchnorm(G), nn.SyncBatchNorm.convert_sync_batchnorm(D)
         self.G, self.D = prepare_models(G, D, self.device, self.amp_dtype)
-        self.opt_G, self.opt_D = make_optimizers(self.G, self.D, cfg.lr, cfg.beta1, self.device)
+        self.opt_G, self.opt_D = make_optimizers(self.G, self.D, cfg.lr, cfg.beta1, self.device, cfg.lr_d)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
         self.crit = gan_loss(cfg.gan_mode)
 
@@ -168,7 +168,7 @@ class Trainer:
         cfg = self.cfg
         self.sampler.set_epoch(self.epoch)
         self.train_set.set_epoch(self.epoch)
-        self.set_lr(cfg.lr * lr_factor(cfg, self.epoch) * self.budget_scale)
+        self.set_lr(lr_factor(cfg, self.epoch) * self.budget_scale)
         loader = torch.utils.data.DataLoader(
             self.train_set, batch_size=cfg.batch_size, sampler=SkipSampler(self.sampler, self.skip * cfg.batch_size),
             num_workers=cfg.workers, drop_last=True, generator=self.loader_gen,
@@ -194,7 +194,7 @@ class Trainer:
                 break
             if factor is not None:
                 self.budget_scale = factor
-                self.set_lr(cfg.lr * lr_factor(cfg, self.epoch) * factor)
+                self.set_lr(lr_factor(cfg, self.epoch) * factor)
             if cfg.save_every and self.step % cfg.save_every == 0 and k < self.steps_per_epoch:
                 self.checkpoint(self.epoch, k)
         if stopped and k < self.steps_per_epoch:
@@ -219,9 +219,12 @@ class Trainer:
         bar.write(f"epoch {self.epoch + 1}: val L1 {metrics['val_l1']:.4f}, PSNR {metrics['val_psnr']:.2f} dB, "
                   f"SSIM {metrics['val_ssim']:.3f}")
 
-    def set_lr(self, lr: float) -> None:
-        for g in (*self.opt_G.param_groups, *self.opt_D.param_groups):
-            g["lr"] = lr
+    def set_lr(self, factor: float) -> None:
+        """Both optimisers at ``factor`` times their configured rates (the schedules' factor)."""
+        lr_d = self.cfg.lr if self.cfg.lr_d is None else self.cfg.lr_d
+        for opt, lr in ((self.opt_G, self.cfg.lr), (self.opt_D, lr_d)):
+            for g in opt.param_groups:
+                g["lr"] = lr * factor
 
     def stop_reason(self, interrupted: bool) -> tuple[str | None, float | None]:
         """Why to stop now, and the budget schedule's lr factor (None: no budget
