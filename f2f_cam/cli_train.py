@@ -82,9 +82,8 @@ def dataset(video, output, frames, size, val_fraction, seed, quiet):
 @click.option("--epochs", type=int, default=None, help="Passes over the data (the old max_epochs) [default: 30, or none with --minutes].")
 @click.option("--minutes", type=float, default=None, help="Time budget: stop cleanly at it and export.")
 @click.option("--batch-size", type=int, default=4, show_default=True, help="Per process.")
-@click.option("--lr", type=float, default=2e-4, show_default=True, help="Adam's learning rate (the generator's).")
-@click.option("--lr-d", type=float, default=None,
-              help="The discriminator's learning rate [default: --lr].")
+@click.option("--lr", type=float, default=1e-3, show_default=True, help="The generator's Adam learning rate.")
+@click.option("--lr-d", type=float, default=2e-4, show_default=True, help="The discriminator's Adam learning rate.")
 @click.option("--gan-mode", default="vanilla", show_default=True, help="vanilla | lsgan")
 @click.option("--num-d", "num_D", type=int, default=1, show_default=True,
               help="Discriminator scales (2+: pix2pixHD's multi-scale discriminator).")

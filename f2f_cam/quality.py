@@ -138,6 +138,21 @@ def ratios_alike(ratios: np.ndarray, keys: np.ndarray, at: np.ndarray, k: int = 
     return out
 
 
+def region_psnr(fake: np.ndarray, real: np.ndarray, points: np.ndarray) -> tuple[float, float]:
+    """PSNR (dB, as on [0, 1] images) of ``fake`` against ``real`` inside the face (the
+    convex hull of its landmarks ``points``) and outside it (hair, neck, background:
+    what a landmark sketch does not determine). fake, real: (H, W, 3) float in [0, 1]."""
+    mask = np.zeros(real.shape[:2], np.uint8)
+    cv2.fillConvexPoly(mask, cv2.convexHull(np.round(np.asarray(points)[:, :2]).astype(np.int32)), 1)
+    se = ((np.asarray(fake, np.float64) - real) ** 2).mean(axis=2)
+    inside = mask.astype(bool)
+
+    def psnr(values: np.ndarray) -> float:
+        return float(10 * np.log10(1.0 / max(float(values.mean()), 1e-10))) if values.size else float("nan")
+
+    return psnr(se[inside]), psnr(se[~inside])
+
+
 def face_crop(frame: np.ndarray, points: np.ndarray, size: int = CROP) -> np.ndarray:
     """The face as a grey uint8 (size, size) image: the square around the landmarks' box
     (its longer side), the frame's edge repeated where the square leaves the frame,

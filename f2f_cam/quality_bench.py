@@ -33,7 +33,7 @@ from f2f_cam.config import PipelineConfig
 from f2f_cam.errors import UserError
 from f2f_cam.quality import (
     EXPRESSIONS, Track, face_crop, flicker, identity_keep, image_ssim, measure, pearson, ratio, ratios_alike,
-    sharpness,
+    region_psnr, sharpness,
 )
 from f2f_cam.registry import RETARGET_MODES
 
@@ -281,7 +281,7 @@ def self_reenactment(persona, dataset: Path | None, precision: str) -> dict:
         return {"available": False, "note": f"self-reenactment skipped: {e}"}
     val = PairedDataset(meta, "val")
     gen = Generator(persona, precision=precision, student="never")
-    sums = {"psnr": 0.0, "ssim": 0.0, "l1": 0.0}
+    sums = {"psnr": 0.0, "ssim": 0.0, "l1": 0.0, "psnr_face": 0.0, "psnr_rest": 0.0}
     fake_sharp, real_sharp = [], []
     for start in range(0, len(val), 8):
         items = [val[j] for j in range(start, min(start + 8, len(val)))]
@@ -289,6 +289,10 @@ def self_reenactment(persona, dataset: Path | None, precision: str) -> dict:
         fake = gen.forward(a)
         for k, v in image_metrics(fake, b).items():
             sums[k] += v.sum().item()
+        for j, (f, r) in enumerate(zip((fake.float().clamp(-1, 1) + 1) / 2, (b + 1) / 2), start):
+            face, rest = region_psnr(f.permute(1, 2, 0).numpy(), r.permute(1, 2, 0).numpy(), val.points[j])
+            sums["psnr_face"] += face
+            sums["psnr_rest"] += rest
         for j, image in enumerate(to_image(fake), start):
             fake_sharp.append(sharpness(face_crop(image, val.points[j])))
             real_sharp.append(sharpness(face_crop(val.photos[j], val.points[j])))
@@ -366,7 +370,8 @@ def format_quality(r: dict) -> str:
     s = r["self"]
     if s["available"]:
         lines.append(f"self-reenactment ({s['frames']} held-out pairs): PSNR {s['psnr']:.2f} dB, "
-                     f"SSIM {s['ssim']:.3f}, L1 {s['l1']:.4f}, sharpness ratio {s['sharpness_ratio']:.3f}")
+                     f"SSIM {s['ssim']:.3f}, L1 {s['l1']:.4f}, sharpness ratio {s['sharpness_ratio']:.3f}; "
+                     f"PSNR inside the face's outline {s['psnr_face']:.2f} dB, outside it {s['psnr_rest']:.2f} dB")
     else:
         lines.append(f"self-reenactment: {s['note']}")
     lines.append("  (-: undefined, e.g. a constant series, or no frame where the driver's face shape differs)")

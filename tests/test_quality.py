@@ -116,6 +116,19 @@ def test_face_crop_is_the_landmark_square_at_128_px_even_past_the_frame_edge():
     assert edge.shape == (q.CROP, q.CROP)
 
 
+def test_region_psnr_splits_the_error_at_the_face_outline():
+    real = np.full((64, 64, 3), 0.5)
+    points = np.array([[16, 16], [48, 16], [48, 48], [16, 48], [32, 32]], float)  # the face: a square
+    fake = real.copy()
+    fake[:8] += 0.1  # wrong only above the face: 20 dB there, exact inside
+    face, rest = q.region_psnr(fake, real, points)
+    assert face == pytest.approx(100.0)  # no error: the 1e-10 floor
+    outside = 64 * 64 - 33 * 33
+    assert rest == pytest.approx(10 * np.log10(1 / (0.01 * 8 * 64 / outside)), abs=1e-6)
+    fake[20:40, 20:40] -= 0.2  # now inside too
+    assert q.region_psnr(fake, real, points)[0] == pytest.approx(10 * np.log10(1 / (0.04 * 400 / 33 ** 2)), abs=1e-6)
+
+
 def test_flicker_is_the_mean_change_between_consecutive_crops():
     a, b = np.zeros((8, 8), np.uint8), np.full((8, 8), 10, np.uint8)
     assert q.flicker([a, a, a]) == 0.0
@@ -271,6 +284,8 @@ def test_bench_quality_json_has_every_figure(overlay_dataset, shaped_driver, tal
     s = r["self"]
     assert s["available"] and s["frames"] >= 1 and s["psnr"] > 0 and 0 < s["l1"] < 1
     assert -1 <= s["ssim"] <= 1 and s["sharpness_ratio"] > 0
+    # The whole frame's error is the face's and the rest's together: its PSNR lies between theirs.
+    assert min(s["psnr_face"], s["psnr_rest"]) - 0.5 <= s["psnr"] <= max(s["psnr_face"], s["psnr_rest"]) + 0.5
     text = qb.format_quality(r)
     assert all(m in text for m in RETARGET_MODES) and all(f in text for f in qb.FIGURES)
 

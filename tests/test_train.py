@@ -101,6 +101,19 @@ def test_a_budget_run_ends_with_a_small_lr(tiny_dataset, tmp_path):
         assert all(b <= a for a, b in zip(logged, logged[1:])) and all(x < cfg.lr for x in logged), logged
 
 
+def test_generator_and_discriminator_learn_at_their_own_rates(tiny_dataset, tmp_path):
+    meta = load_dataset(tiny_dataset)
+    cfg = TrainConfig(**TINY, epochs=4, decay_epochs=2, lr=1e-3, lr_d=2e-4)
+    tr.train(cfg, meta, tmp_path / "run", progress=False)
+    ckpt = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=True)
+    lr_g, lr_d = (ckpt[k]["param_groups"][0]["lr"] for k in ("opt_G", "opt_D"))
+    # The last epoch ran at 2/3 of each rate (the decay's first of two epochs), in the same ratio.
+    assert lr_g == pytest.approx(1e-3 * 2 / 3) and lr_d == pytest.approx(2e-4 * 2 / 3)
+    assert (TrainConfig(**TINY, epochs=1).lr, TrainConfig(**TINY, epochs=1).lr_d) == (1e-3, 2e-4)  # the defaults
+    with pytest.raises(Exception, match="lr-d"):
+        TrainConfig(**TINY, epochs=1, lr_d=0.0)
+
+
 def test_interrupted_and_resumed_equals_uninterrupted(tiny_dataset, tmp_path):
     meta = load_dataset(tiny_dataset)
     cfg = TrainConfig(**TINY, epochs=2)
