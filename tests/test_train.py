@@ -109,7 +109,8 @@ def test_generator_and_discriminator_learn_at_their_own_rates(tiny_dataset, tmp_
     lr_g, lr_d = (ckpt[k]["param_groups"][0]["lr"] for k in ("opt_G", "opt_D"))
     # The last epoch ran at 2/3 of each rate (the decay's first of two epochs), in the same ratio.
     assert lr_g == pytest.approx(1e-3 * 2 / 3) and lr_d == pytest.approx(2e-4 * 2 / 3)
-    assert (TrainConfig(**TINY, epochs=1).lr, TrainConfig(**TINY, epochs=1).lr_d) == (1e-3, 2e-4)  # the defaults
+    defaults = TrainConfig(**TINY, epochs=1)
+    assert (defaults.lr, defaults.lr_d) == (1e-3, 2e-4)
     with pytest.raises(Exception, match="lr-d"):
         TrainConfig(**TINY, epochs=1, lr_d=0.0)
 

@@ -96,7 +96,8 @@ class Trainer:
         if dd.world > 1 and cfg.sync_bn:  # batch statistics over the global batch
             G, D = nn.SyncBatchNorm.convert_sync_batchnorm(G), nn.SyncBatchNorm.convert_sync_batchnorm(D)
         self.G, self.D = prepare_models(G, D, self.device, self.amp_dtype)
-        self.opt_G, self.opt_D = make_optimizers(self.G, self.D, cfg.lr, cfg.beta1, self.device, cfg.lr_d)
+        self.base_lr = {"G": cfg.lr, "D": cfg.lr if cfg.lr_d is None else cfg.lr_d}  # the schedules scale these
+        self.opt_G, self.opt_D = make_optimizers(self.G, self.D, cfg.lr, cfg.beta1, self.device, self.base_lr["D"])
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
         self.crit = gan_loss(cfg.gan_mode)
 
@@ -221,8 +222,7 @@ class Trainer:
 
     def set_lr(self, factor: float) -> None:
         """Both optimisers at ``factor`` times their configured rates (the schedules' factor)."""
-        lr_d = self.cfg.lr if self.cfg.lr_d is None else self.cfg.lr_d
-        for opt, lr in ((self.opt_G, self.cfg.lr), (self.opt_D, lr_d)):
+        for opt, lr in ((self.opt_G, self.base_lr["G"]), (self.opt_D, self.base_lr["D"])):
             for g in opt.param_groups:
                 g["lr"] = lr * factor
 
