@@ -155,6 +155,26 @@ def test_the_runtime_hands_over_to_the_student_only_where_the_full_one_is_slow(s
     assert Generator(p, compile="off", student="never").student is None
 
 
+def test_the_compiled_student_draws_what_the_eager_one_does(student_persona, monkeypatch):
+    """Compiled, a student's last unfold (channels into pixels) runs outside the library
+    (``accel._unfold_apart``, ``accel.unfold``): the same frame, to a grey level."""
+    from f2f_cam import accel
+
+    if accel.compiler_problem():
+        pytest.skip(accel.compiler_problem())
+    monkeypatch.setenv("F2F_CAM_COMPILE", "1")
+    p = read_persona(student_persona[0])
+    student = p.as_student()
+    eager = Generator(student, precision="fp32", compile="off")
+    compiled = Generator(student, precision="fp32", compile="now")
+    assert compiled.compiled is not None, compiled.compile_error
+    compiled.trial.verdict = "compiled"
+    for sketch in (render(p.neutral, p.image_size), render(p.neutral * 1.05 - 1.0, p.image_size)):
+        a, b = compiled(sketch), eager(sketch)
+        assert a.shape == b.shape == (p.image_size, p.image_size, 3)
+        assert np.abs(a.astype(int) - b).max() <= 2
+
+
 def test_a_student_that_is_missing_or_unlisted_is_a_corrupt_persona(student_persona, tmp_path):
     files = pf.read_files(student_persona[0])
     assert pf.STUDENT_FILE in files
