@@ -33,7 +33,8 @@ from trainers.networks import define_G
 log = logging.getLogger(__name__)
 
 STUDENT_FILE = "student.pt"
-STUDENT = {"kind": "student", "ngf": 8, "factor": 2}  # measured: README, "The real-time student"
+STUDENT = {"kind": "student", "ngf": 8}  # measured: README, "The real-time student"
+STUDENT_INNER = 256  # the fold brings the student's U-Net to this size (512 px: 2x2; 256 px: none)
 
 
 def generator_ms(net: nn.Module, size: int, runs: int = 12, threads: int = 1) -> float:
@@ -58,8 +59,10 @@ def generator_ms(net: nn.Module, size: int, runs: int = 12, threads: int = 1) ->
 
 
 def student_args(size: int, norm: str = "instance") -> dict:
-    """The student's ``model_args`` for a teacher of ``size`` px."""
-    return {**STUDENT, "size": size, "norm": norm}
+    """The student's ``model_args`` for a teacher of ``size`` px: folded 2x2 at 512 px,
+    not folded at 256 px and below (folded there, the astronaut's student drew a
+    blurred face 28.6 dB from her generator; not folded, 32.9 dB: README)."""
+    return {**STUDENT, "factor": max(1, size // STUDENT_INNER), "size": size, "norm": norm}
 
 
 def edge_l1(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -81,7 +84,7 @@ def distil(teacher: nn.Module, meta: dict, *, minutes: float, seed: int = 0, bat
            lr: float = 2e-3, max_steps: int | None = None, progress: bool = True,
            should_stop=lambda: False, lambda_edge: float = 0.0, discriminator: nn.Module | None = None,
            lambda_gan: float = 0.0, betas: tuple[float, float] = (0.9, 0.999),
-           decay_share: float = 0.5) -> tuple[nn.Module, dict]:
+           decay_share: float = 0.5, arch: dict | None = None) -> tuple[nn.Module, dict]:
     """A student of ``teacher`` (fp32, eval) fitted on the dataset ``meta``'s training
     sketches for ``minutes`` (or ``max_steps``); (student in eval mode, facts: steps,
     seconds, and on the held-out sketches the student's PSNR against the teacher's
@@ -93,7 +96,8 @@ def distil(teacher: nn.Module, meta: dict, *, minutes: float, seed: int = 0, bat
     Adam at ``lr`` with ``betas``, the rate going down linearly to 0 over the last
     ``decay_share`` of the budget: a plain regression, not a GAN's (0.5, 0.999) at 2e-4,
     which left the student 5 dB further from the generator in the same 8 minutes
-    (README, "The real-time student")."""
+    (README, "The real-time student"). ``arch``: ``ngf`` and ``factor`` other than
+    ``STUDENT``'s (``scripts/add_student.py``)."""
     from tqdm import tqdm
 
     from trainers.data import PairedDataset
@@ -101,7 +105,7 @@ def distil(teacher: nn.Module, meta: dict, *, minutes: float, seed: int = 0, bat
 
     size = int(meta["image_size"])
     torch.manual_seed(seed)
-    student = define_G(**_kind(student_args(size)))
+    student = define_G(**_kind({**student_args(size), **(arch or {})}))
     opt = torch.optim.Adam(student.parameters(), lr=lr, betas=betas, fused=True)
     data = PairedDataset(meta, "train", augment=True, seed=seed + 1, jitter=1.0)
     if discriminator is not None and lambda_gan:
