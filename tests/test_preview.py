@@ -236,7 +236,7 @@ def test_closing_the_window_and_esc_turn_the_preview_off(x_display, talking_head
     d = daemons(talking_head[0], layout="camera")
     for close in ("escape", "close button"):
         ControlClient().request("preview", "on")
-        wid = wait_until(preview_window, "preview window")
+        wid = wait_until(preview_window, "preview window", timeout=45.0)  # a loaded CI machine: 15 s once was not enough
         sent = [0.0]
 
         def closed():
