@@ -335,7 +335,7 @@ def build_meta(*, name: str, display_name: str, image_size: int, crop: Crop,
 
     meta = {
         "format": FORMAT,
-        "format_version": FORMAT_VERSION if student is not None else 2,
+        "format_version": 2,  # 3 with a student (set_student)
         "name": check_name(name),
         "display_name": display_name,
         "image_size": int(image_size),
@@ -350,7 +350,15 @@ def build_meta(*, name: str, display_name: str, image_size: int, crop: Crop,
     if expression is not None:
         meta["expression"] = {"file": EXPRESSION_FILE, **expression}
     if student is not None:
-        meta["student"] = {"file": STUDENT_FILE, **student}
+        set_student(meta, student)
+    return meta
+
+
+def set_student(meta: dict, student: dict) -> dict:
+    """``meta`` (``persona.json``'s dict) with a real-time student's facts: its file is
+    ``STUDENT_FILE``, the format version 3."""
+    meta["format_version"] = FORMAT_VERSION
+    meta["student"] = {"file": STUDENT_FILE, **student}
     return meta
 
 

@@ -23,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 from f2f_cam import persona as pf  # noqa: E402
+from f2f_cam.errors import UserError  # noqa: E402
 from trainers.dataset import build_dataset, load_dataset  # noqa: E402
 from trainers.distill import distil, generator_ms  # noqa: E402
 from trainers.export import _script_bytes, freeze_generator  # noqa: E402
@@ -59,8 +60,7 @@ def main() -> None:
     facts.update(generator_ms=round(generator_ms(teacher, size), 1), student_ms=round(generator_ms(student, size), 1))
     print("student:", facts)
 
-    meta["format_version"] = pf.FORMAT_VERSION
-    meta["student"] = {"file": pf.STUDENT_FILE, "architecture": type(student).__name__, **facts}
+    pf.set_student(meta, {"architecture": type(student).__name__, **facts})
     files[pf.STUDENT_FILE] = _script_bytes(freeze_generator(student, size, dtype))
     files[pf.PERSONA_JSON] = pf.dump_meta(meta)
     pf.check_files(files, folder, f"persona at {folder}", meta)  # what we write must load
@@ -69,4 +69,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except UserError as e:  # a missing or corrupt persona, a video without a face: one line
+        sys.exit(f"add_student: {e}")
