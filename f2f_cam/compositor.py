@@ -29,7 +29,8 @@ def fit_into(image: np.ndarray, out: np.ndarray) -> None:
         out[y:y + h, x:x + w] = image
     else:
         interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
-        out[y:y + h, x:x + w] = cv2.resize(image, (w, h), interpolation=interp)
+        # Straight into the frame (OpenCV writes a strided view): no 720x720 copy.
+        cv2.resize(image, (w, h), dst=out[y:y + h, x:x + w], interpolation=interp)
 
 
 def side_by_side_size(camera_size: tuple[int, int], height: int | None = None) -> tuple[int, int]:

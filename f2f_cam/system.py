@@ -62,9 +62,15 @@ def split_threads() -> int:
     """Give torch every CPU but one, and return its thread count: with the stages
     overlapped, MediaPipe's landmarks (one core, ~12 ms a frame) run on that one while
     the generator works. Measured on 2 cores (README, "Measured"): torch on both
-    slowed the generator in the pipeline 2.5x and the whole to 39 fps; on one, 55 fps."""
+    slowed the generator in the pipeline 2.5x and the whole to 39 fps; on one, 55 fps.
+
+    OpenCV's resizes and colour conversions (the compositor, the sketch) run on one
+    thread too: on 2 cores its worker on the other core waited behind MediaPipe, 2.5 ms
+    more latency p95 for the 30-minute persona on the Zen 1 (README, "Measured")."""
+    import cv2
     import torch
 
     n = max(1, cpu_count() - 1)
     torch.set_num_threads(n)
+    cv2.setNumThreads(1 if cpu_count() <= 2 else n)
     return n

@@ -54,6 +54,34 @@ def test_largest_face_wins_and_none_without_face():
         assert det(np.zeros((240, 320, 3), np.uint8)) is None
 
 
+def test_video_mode_tracks_one_face_and_moves_to_a_clearly_larger_one():
+    """Video mode tracks one face (MediaPipe's detector would otherwise run on every
+    frame looking for more) and checks once a second for a clearly larger face: one
+    that walks up to the camera is taken within CHECK_EVERY frames, while a smaller one
+    coming into view does not pull the tracker off the person."""
+    from skimage import data
+
+    import cv2
+
+    head = data.astronaut()[20:240, 110:330]
+    both = np.zeros((480, 720, 3), np.uint8)
+    both[20:460, 260:700] = cv2.resize(head, (440, 440))  # big face on the right
+    both[130:350, 10:230] = head  # half-size face on the left
+    small_only, big_only = both.copy(), both.copy()
+    small_only[:, 240:] = 0
+    big_only[:, :240] = 0
+    n = landmarks.CHECK_EVERY
+    with landmarks.LandmarkDetector(mode="video") as det:
+        left = [det(small_only, i * 33).xy[:, 0].max() < 240 for i in range(3)]
+        after = [det(both, (3 + i) * 33) for i in range(n + 3)]
+        assert all(left) and all(f is not None for f in after)
+        taken = [i for i, f in enumerate(after) if f.xy[:, 0].min() > 260]
+        assert taken and taken[0] <= n and taken == list(range(taken[0], len(after))), taken
+    with landmarks.LandmarkDetector(mode="video") as det:
+        faces = [det(big_only, 0)] + [det(both, (1 + i) * 33) for i in range(n + 3)]
+        assert all(f is not None and f.xy[:, 0].min() > 260 for f in faces)
+
+
 def test_video_mode_accepts_non_increasing_timestamps(talking_head):
     from f2f_cam.sources import VideoFileSource
 
