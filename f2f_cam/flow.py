@@ -7,12 +7,15 @@ thread feeding ``frames``, the paced output thread behind ``sink``).
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 import time
 from typing import Callable, Iterable, Iterator
 
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 _END = object()
 
@@ -109,6 +112,8 @@ def _tracked_ahead(frames, pipeline) -> Iterator[tuple[float, object]]:
                 continue
         return False
 
+    between = getattr(pipeline, "between_frames", None)
+
     def produce() -> None:
         try:
             it = iter(frames)
@@ -133,6 +138,11 @@ def _tracked_ahead(frames, pipeline) -> Iterator[tuple[float, object]]:
                 timing.taken.clear()
                 if not put((t, item)):
                     return
+                if between is not None and not isinstance(item, _Failed):
+                    try:
+                        between()  # while the frame is finished in run's thread
+                    except Exception:  # work that can wait: a failure costs no frame
+                        log.warning("work between frames failed", exc_info=True)
         except BaseException as e:  # the frame source itself failed
             put((None, _Failed(e)))
         finally:

@@ -203,42 +203,69 @@ class LandmarkDetector:
         self._tracked = False  # whether the last frame had a face
         self._finder_used = False
         self._since_check = 0
+        self._due: tuple | None = None  # (frame, face) to check for a larger face
+        self._switch_to: tuple | None = None  # the box of a larger face to move to
 
     def __call__(self, frame: np.ndarray, t_ms: int | None = None) -> Face | None:
         """The largest face in the frame (the person at the camera), or None."""
-        faces = self.detect_all(frame, t_ms)
         if self._finder is None:
-            return max(faces, key=lambda f: f.area, default=None)
-        face = faces[0] if faces else None
+            return max(self.detect_all(frame, t_ms), key=lambda f: f.area, default=None)
+        if self._due is not None:
+            self.idle()  # nobody called it between frames: the check runs now
+        face = None
+        if self._switch_to is not None:
+            face, self._switch_to = self._moved_to(frame, self._switch_to, t_ms), None
+            t_ms = self._last_t + 1
+        if face is None:
+            faces = self.detect_all(frame, t_ms)
+            face = faces[0] if faces else None
         self._since_check += 1
-        if face is not None and (not self._tracked or self._since_check >= CHECK_EVERY):
+        if face is not None and not self._tracked:  # a new face: checked at once
             self._since_check = 0
-            face = self._take_largest(frame, face)
+            larger = self._larger_face(frame, face)
+            if larger is not None:
+                face = self._moved_to(frame, larger, None) or face
+        elif face is not None and self._since_check >= CHECK_EVERY:
+            self._since_check = 0
+            self._due = (frame, face)  # checked in ``idle``, off the frame's path
         self._tracked = face is not None
         return face
 
-    def _take_largest(self, frame: np.ndarray, face: Face) -> Face:
-        """``face`` (tracked), or the clearly larger face in view, now tracked instead."""
+    def idle(self) -> None:
+        """The periodic check for a larger face, when one is due: call it between frames
+        (``Pipeline.between_frames``, after a frame is handed on), else the next call runs it. A
+        larger face found is taken on the next frame."""
+        if self._due is not None:
+            (frame, face), self._due = self._due, None
+            self._switch_to = self._larger_face(frame, face)
+
+    def _larger_face(self, frame: np.ndarray, face: Face) -> tuple | None:
+        """The box (x, y, w, h) of a face clearly larger than ``face`` in the frame, or None."""
         boxes = self.find_faces(frame)
         x, y = face.xy.mean(axis=0)
         mine = [b for b in boxes if b[0] <= x <= b[0] + b[2] and b[1] <= y <= b[1] + b[3]]
         largest = max(boxes, key=lambda b: b[2] * b[3], default=None)
         if not mine or largest is None or largest[2] * largest[3] <= SWITCH_AREA * mine[0][2] * mine[0][3]:
-            return face
-        # Hide all but the larger face: the tracker loses its face on the first masked
-        # frame and its detector finds the one left on the second (its centre in the box).
-        bx, by, bw, bh = largest
+            return None
+        return largest
+
+    def _moved_to(self, frame: np.ndarray, box: tuple, t_ms: int | None) -> Face | None:
+        """The face in ``box``, the tracker moved onto it: all but the box (enlarged) is
+        hidden, so the tracker loses its face on the first masked call and its detector
+        finds the one left on the second. None if it does not (the face went)."""
+        bx, by, bw, bh = box
         h, w = frame.shape[:2]
         x0, y0 = max(int(bx - 0.5 * bw), 0), max(int(by - 0.7 * bh), 0)
         x1, y1 = min(int(bx + 1.5 * bw), w), min(int(by + 1.5 * bh), h)
         masked = np.zeros_like(frame)
         masked[y0:y1, x0:x1] = frame[y0:y1, x0:x1]
         for _ in range(2):
-            found = self.detect_all(masked, self._last_t + 1)
+            found = self.detect_all(masked, t_ms)
+            t_ms = self._last_t + 1  # the second call: the next millisecond
             if found and bx <= found[0].xy[:, 0].mean() <= bx + bw and by <= found[0].xy[:, 1].mean() <= by + bh:
                 return found[0]
-        log.debug("could not move the face tracker to the larger face at %s", largest)
-        return face
+        log.debug("could not move the face tracker to the larger face at %s", box)
+        return None
 
     def find_faces(self, frame: np.ndarray) -> list[tuple[float, float, float, float]]:
         """Boxes (x, y, w, h) in pixels of every face the face detector alone finds in

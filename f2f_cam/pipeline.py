@@ -220,6 +220,13 @@ class Pipeline:
             sketch_now = self.last_sketch = sketch.render(stages.persona.neutral, stages.persona.image_size)
         return Tracked(frame, t, stages, sketch_now, new)
 
+    def between_frames(self) -> None:
+        """Work that may wait until a frame is handed on (from ``track``'s thread): the
+        detector's periodic check for a larger face, off the frame's latency."""
+        idle = getattr(self.detector, "idle", None)
+        if idle is not None:
+            idle()
+
     def finish(self, tr: "Tracked") -> np.ndarray:
         """The second half: the generated face and the output frame (another thread may
         run ``track`` for the next frame meanwhile)."""

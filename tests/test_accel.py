@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import threading
 
 import numpy as np
 import pytest
@@ -66,6 +67,30 @@ def test_overlapped_run_passes_a_frame_error_on_in_order(installed_persona, talk
     assert len(errors) == 1 and len(sink.frames) == 7
     with build_pipeline(cfg, (160, 120)) as pipe, pytest.raises(Exception):
         flow.run(frames, pipe, Keep(), overlap=True)
+
+
+def test_overlapped_run_does_work_between_frames(installed_persona, talking_head, caplog):
+    """The tracking thread runs the pipeline's ``between_frames`` (the detector's check for a
+    larger face) after it hands each frame on; a failure there is logged and costs no
+    frame."""
+    cfg = PipelineConfig(persona=installed_persona.name, compile=False)
+    with build_pipeline(cfg, (160, 120)) as pipe, open_source(talking_head[0]) as src:
+        frames = list(src)[:8]
+        calls = []
+
+        class Watched:
+            track, finish = pipe.track, pipe.finish
+
+            def between_frames(self):
+                calls.append(threading.current_thread().name)
+                pipe.between_frames()
+                if len(calls) == 2:
+                    raise RuntimeError("broke")
+
+        sink = Keep()
+        assert flow.run(frames, Watched(), sink, overlap=True) == 8 == len(sink.frames)
+    assert calls == ["f2f-track"] * 8
+    assert [r.message for r in caplog.records if r.name == "f2f_cam.flow"] == ["work between frames failed"]
 
 
 def test_compiled_generator_matches_fp32_and_is_cached(with_bundled, monkeypatch, talking_head):
