@@ -41,6 +41,7 @@ NUM_POINTS = 478
 
 MODES = ("video", "image")
 CHECK_EVERY = 30  # frames between checks for a larger face than the one tracked (1 s at 30 fps)
+TRACK_STEP_MS = 10_000  # what MediaPipe is told passed between two tracked frames (see detect_all)
 SWITCH_AREA = 1.3  # a face this much larger (box area) than the one tracked takes over
 
 
@@ -159,7 +160,10 @@ class LandmarkDetector:
 
     ``mode="video"`` tracks the largest face across frames and needs increasing
     timestamps (ms); ``mode="image"`` treats every frame on its own (stills, image
-    folders) and finds up to ``max_faces``.
+    folders) and finds up to ``max_faces``. ``track_one=False`` in video mode looks for
+    up to ``max_faces`` on every frame (MediaPipe's detector runs each time), as before
+    tracking one face: ``bench --quality`` measures with it, an instrument that shares
+    nothing with the way the live path finds faces.
     """
 
     def __init__(
@@ -169,6 +173,7 @@ class LandmarkDetector:
         max_faces: int = 4,
         min_confidence: float = 0.5,
         blendshapes: bool = False,
+        track_one: bool = True,
     ):
         if mode not in MODES:
             raise ValueError(f"unknown landmark mode {mode!r}; choose one of: {', '.join(MODES)}")
@@ -176,12 +181,13 @@ class LandmarkDetector:
 
         path = Path(model_path) if model_path else find_model()
         video = mode == "video"
+        one = video and track_one
         options = vision.FaceLandmarkerOptions(
             base_options=BaseOptions(model_asset_path=str(path)),
             running_mode=vision.RunningMode.VIDEO if video else vision.RunningMode.IMAGE,
             # Video: one face, tracked; the finder below makes it the largest. Room for
             # more would run MediaPipe's detector on every frame, looking for them.
-            num_faces=1 if video else max_faces,
+            num_faces=1 if one else max_faces,
             min_face_detection_confidence=min_confidence,
             min_face_presence_confidence=min_confidence,
             min_tracking_confidence=min_confidence,
@@ -192,7 +198,7 @@ class LandmarkDetector:
         self._finder = None
         with _native_stderr_quiet():
             self._landmarker = vision.FaceLandmarker.create_from_options(options)
-            if video and max_faces > 1:
+            if one and max_faces > 1:
                 with zipfile.ZipFile(path) as bundle:  # the landmarker's own face detector
                     detector = bundle.read("face_detector.tflite")
                 self._finder = vision.FaceDetector.create_from_options(vision.FaceDetectorOptions(
@@ -215,7 +221,6 @@ class LandmarkDetector:
         face = None
         if self._switch_to is not None:
             face, self._switch_to = self._moved_to(frame, self._switch_to, t_ms), None
-            t_ms = self._last_t + 1
         if face is None:
             faces = self.detect_all(frame, t_ms)
             face = faces[0] if faces else None
@@ -261,7 +266,6 @@ class LandmarkDetector:
         masked[y0:y1, x0:x1] = frame[y0:y1, x0:x1]
         for _ in range(2):
             found = self.detect_all(masked, t_ms)
-            t_ms = self._last_t + 1  # the second call: the next millisecond
             if found and bx <= found[0].xy[:, 0].mean() <= bx + bw and by <= found[0].xy[:, 1].mean() <= by + bh:
                 return found[0]
         log.debug("could not move the face tracker to the larger face at %s", box)
@@ -293,7 +297,14 @@ class LandmarkDetector:
         quiet = _native_stderr_quiet() if self._calls == 0 else contextlib.nullcontext()
         self._calls += 1
         with quiet:
-            if self.mode == "video":
+            if self._finder is not None:
+                # Tracking one face, MediaPipe also smooths its landmarks over time, which
+                # lags them (jawOpen and eyeBlink by about a frame, driving the persona:
+                # expr_r 0.82 -> 0.77 on d6). Frames TRACK_STEP_MS apart leave that filter
+                # nothing to smooth, and the tracking as it is; the pipeline smooths.
+                t = self._last_t = self._last_t + TRACK_STEP_MS
+                result = self._landmarker.detect_for_video(image, t)
+            elif self.mode == "video":
                 # VIDEO mode rejects timestamps that do not increase.
                 t = self._last_t + 33 if t_ms is None else int(t_ms)
                 t = max(t, self._last_t + 1)

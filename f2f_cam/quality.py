@@ -282,7 +282,9 @@ class FaceMeter:
     def __init__(self, mode: str = "video"):
         from f2f_cam.landmarks import LandmarkDetector
 
-        self._detector = LandmarkDetector(mode=mode, blendshapes=True)
+        # Every frame detected afresh, as before the live path tracked one face: figures
+        # comparable with earlier ones, from an instrument that is not the live path's.
+        self._detector = LandmarkDetector(mode=mode, blendshapes=True, track_one=False)
         self.samples: list[FaceSample | None] = []
 
     def write(self, frame: np.ndarray, t: float | None = None) -> None:
