@@ -5,8 +5,8 @@ pixel coordinates of the frame; the largest face wins when there are several.
 
 In video mode one face is tracked (MediaPipe runs its face detector only while it has
 none: ~4 ms a frame saved on a laptop CPU), and MediaPipe's face detector alone (~5 ms)
-checks when a face is taken and once a second after that
-that no clearly larger face is in view; if one is, the tracker is moved onto it.
+checks when a face is taken, and once a second after that, that no clearly larger face
+is in view; if one is, the tracker is moved onto it.
 """
 
 from __future__ import annotations
@@ -195,6 +195,7 @@ class LandmarkDetector:
             output_facial_transformation_matrixes=blendshapes,
         )
         self.mode = mode
+        self._one = one  # one face tracked: told frames far apart (detect_all)
         self._finder = None
         with _native_stderr_quiet():
             self._landmarker = vision.FaceLandmarker.create_from_options(options)
@@ -297,7 +298,7 @@ class LandmarkDetector:
         quiet = _native_stderr_quiet() if self._calls == 0 else contextlib.nullcontext()
         self._calls += 1
         with quiet:
-            if self._finder is not None:
+            if self._one:
                 # Tracking one face, MediaPipe also smooths its landmarks over time, which
                 # lags them (jawOpen and eyeBlink by about a frame, driving the persona:
                 # expr_r 0.82 -> 0.77 on d6). Frames TRACK_STEP_MS apart leave that filter
