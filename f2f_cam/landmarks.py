@@ -218,10 +218,10 @@ class LandmarkDetector:
         if self._finder is None:
             return max(self.detect_all(frame, t_ms), key=lambda f: f.area, default=None)
         if self._due is not None:
-            self.idle()  # nobody called it between frames: the check runs now
+            self.between_frames()  # nobody called it between frames: the check runs now
         face = None
         if self._switch_to is not None:
-            face, self._switch_to = self._moved_to(frame, self._switch_to, t_ms), None
+            face, self._switch_to = self._moved_to(frame, self._switch_to), None
         if face is None:
             faces = self.detect_all(frame, t_ms)
             face = faces[0] if faces else None
@@ -230,17 +230,17 @@ class LandmarkDetector:
             self._since_check = 0
             larger = self._larger_face(frame, face)
             if larger is not None:
-                face = self._moved_to(frame, larger, None) or face
+                face = self._moved_to(frame, larger) or face
         elif face is not None and self._since_check >= CHECK_EVERY:
             self._since_check = 0
-            self._due = (frame, face)  # checked in ``idle``, off the frame's path
+            self._due = (frame, face)  # checked in ``between_frames``, off the frame's path
         self._tracked = face is not None
         return face
 
-    def idle(self) -> None:
+    def between_frames(self) -> None:
         """The periodic check for a larger face, when one is due: call it between frames
-        (``Pipeline.between_frames``, after a frame is handed on), else the next call runs it. A
-        larger face found is taken on the next frame."""
+        (``Pipeline.between_frames``, after a frame is handed on), else the next call runs
+        it. A larger face found is taken on the next frame."""
         if self._due is not None:
             (frame, face), self._due = self._due, None
             self._switch_to = self._larger_face(frame, face)
@@ -255,7 +255,7 @@ class LandmarkDetector:
             return None
         return largest
 
-    def _moved_to(self, frame: np.ndarray, box: tuple, t_ms: int | None) -> Face | None:
+    def _moved_to(self, frame: np.ndarray, box: tuple) -> Face | None:
         """The face in ``box``, the tracker moved onto it: all but the box (enlarged) is
         hidden, so the tracker loses its face on the first masked call and its detector
         finds the one left on the second. None if it does not (the face went)."""
@@ -266,7 +266,7 @@ class LandmarkDetector:
         masked = np.zeros_like(frame)
         masked[y0:y1, x0:x1] = frame[y0:y1, x0:x1]
         for _ in range(2):
-            found = self.detect_all(masked, t_ms)
+            found = self.detect_all(masked)  # tracking: told its own times (detect_all)
             if found and bx <= found[0].xy[:, 0].mean() <= bx + bw and by <= found[0].xy[:, 1].mean() <= by + bh:
                 return found[0]
         log.debug("could not move the face tracker to the larger face at %s", box)

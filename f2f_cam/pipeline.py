@@ -223,9 +223,9 @@ class Pipeline:
     def between_frames(self) -> None:
         """Work that may wait until a frame is handed on (from ``track``'s thread): the
         detector's periodic check for a larger face, off the frame's latency."""
-        idle = getattr(self.detector, "idle", None)
-        if idle is not None:
-            idle()
+        work = getattr(self.detector, "between_frames", None)
+        if work is not None:
+            work()
 
     def finish(self, tr: "Tracked") -> np.ndarray:
         """The second half: the generated face and the output frame (another thread may

@@ -72,5 +72,5 @@ def split_threads() -> int:
 
     n = max(1, cpu_count() - 1)
     torch.set_num_threads(n)
-    cv2.setNumThreads(1 if cpu_count() <= 2 else n)
+    cv2.setNumThreads(n)  # one on 2 cores
     return n

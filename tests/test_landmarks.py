@@ -58,7 +58,7 @@ def test_video_mode_tracks_one_face_and_moves_to_a_clearly_larger_one():
     """Video mode tracks one face (MediaPipe's detector would otherwise run on every
     frame looking for more) and checks once a second for a clearly larger face: one
     that walks up to the camera is taken within CHECK_EVERY frames (the check runs in
-    ``idle`` between frames, else at the next call), while a smaller one coming into
+    ``between_frames``, else at the next call), while a smaller one coming into
     view does not pull the tracker off the person."""
     from skimage import data
 
