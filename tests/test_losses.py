@@ -1,5 +1,7 @@
 """The training losses and discriminators, on known inputs."""
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -152,3 +154,79 @@ def test_training_with_the_parts_loss_logs_it_and_masks_the_moved_photo(talking_
     result = tr.train(cfg, meta, tmp_path / "run", progress=False)
     assert result["steps"] == 3  # one epoch of 6 pairs
     assert (tmp_path / "run" / "metrics.csv").read_text().splitlines()[0].count("loss_G_parts") == 1
+
+
+def test_face_box_is_the_square_around_the_landmarks_and_crop_faces_cuts_it():
+    import numpy as np
+    import torch
+
+    from trainers.data import FACE_MARGIN, face_box
+    from trainers.networks import crop_faces
+
+    size = 64
+    image = torch.zeros(1, 3, size, size)
+    image[:, :, 16:48, 8:40] = 1.0  # a 32 x 32 "face": rows 16-47, columns 8-39
+    corners = np.array([[8, 16], [39, 47], [20, 30]], np.float32)  # its corner pixels' centres, and one inside
+    box = face_box(corners, size)
+    assert box == pytest.approx([(23.5 + 0.5) / 32 - 1, (31.5 + 0.5) / 32 - 1, FACE_MARGIN * 31 / 64])
+    crop = crop_faces(image, torch.from_numpy(box)[None], 32)[0, 0]  # (32, 32)
+    side = 31 * FACE_MARGIN  # px of the image across the crop
+    inside = round(32 * 31 / side / 2)  # the face's half width in the crop's pixels
+    assert crop[16, 16] == 1.0 and crop[16 - inside + 2: 16 + inside - 2, 16].min() == 1.0  # the face fills the middle
+    assert crop[0, 0] == 0.0 and crop[16, 0] == 0.0 and crop[16, 31] == 0.0  # the margin around it is background
+    assert crop.mean() == pytest.approx((31 / side) ** 2, abs=0.06)
+
+
+def test_training_with_the_face_discriminator_logs_it_and_resumes(talking_head, tmp_path):
+    import torch
+
+    from trainers import train as tr
+    from trainers.checkpoint import load_checkpoint
+    from trainers.data import PairedDataset, face_box
+    from trainers.dataset import build_dataset, load_dataset
+    from trainers.networks import FaceDiscriminator
+
+    build_dataset(talking_head[0], tmp_path / "ds", frames=8, size=64, val_fraction=0.25, seed=0, progress=False)
+    meta = load_dataset(tmp_path / "ds")
+    data = PairedDataset(meta, "train", augment=True, seed=3, parts=True, face=True)
+    a, b, m, box = data[0]
+    _, _, moved = data._item(0)
+    assert box.shape == (3,) and torch.equal(box, torch.from_numpy(face_box(moved, 64)))  # the moved photo's face
+    cfg = TrainConfig(size=64, ngf=8, ndf=8, batch_size=2, norm="instance", lambda_face=1.0, epochs=1,
+                      precision="fp32")
+    assert isinstance(build_networks(model_args(cfg))[1], FaceDiscriminator)
+    result = tr.train(cfg, meta, tmp_path / "run", progress=False)
+    assert result["steps"] == 3
+    header = (tmp_path / "run" / "metrics.csv").read_text().splitlines()[0]
+    assert "loss_G_face" in header and "loss_D_face" in header
+    ckpt = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
+    assert any(k.startswith("face.") for k in ckpt["D"])  # the face D is saved with the whole-image one
+    more = tr.train(dataclasses.replace(cfg, epochs=2), meta, tmp_path / "run", resume=True, progress=False)
+    assert more["steps"] == 6
+
+
+def test_the_face_gan_loss_is_the_face_discriminators_verdict_on_the_generated_face():
+    import contextlib
+
+    from trainers.networks import crop_faces, define_D, define_G
+    from trainers.step import train_step
+
+    torch.manual_seed(0)
+    G = define_G("unet", size=64, ngf=8, n_dropout=0, norm="instance")
+    D = define_D("face", ndf=8, n_layers=3, norm="instance", crop=32)
+    frozen = [torch.optim.SGD(G.parameters(), lr=0.0), torch.optim.SGD(D.parameters(), lr=0.0)]  # nothing moves
+    a, b = torch.rand(2, 3, 64, 64) * 2 - 1, torch.rand(2, 3, 64, 64) * 2 - 1
+    boxes = torch.tensor([[0.0, 0.0, 0.5], [-0.2, 0.1, 0.4]])
+    crit = gan_loss("vanilla")
+    scaler = torch.amp.GradScaler("cpu", enabled=False)
+    losses = train_step(G, D, *frozen, scaler, crit, a, b, contextlib.nullcontext, 100.0, boxes=boxes,
+                        lambda_face=2.0)
+    with torch.no_grad():
+        fake = G(a)
+        face_fake = D.face(crop_faces(torch.cat([a, fake], 1), boxes, 32))
+        face_real = D.face(crop_faces(torch.cat([a, b], 1), boxes, 32))
+    assert losses["loss_G_face"].item() == pytest.approx(crit(face_fake, True).item(), rel=1e-4)
+    assert losses["loss_D_face"].item() == pytest.approx(
+        0.5 * (crit(face_real, True) + crit(face_fake, False)).item(), rel=1e-4)
+    plain = train_step(G, D, *frozen, scaler, crit, a, b, contextlib.nullcontext, 100.0)  # without boxes: no face term
+    assert "loss_G_face" not in plain and plain["loss_G_gan"].item() == pytest.approx(losses["loss_G_gan"].item(), rel=1e-4)

@@ -19,7 +19,7 @@ STUDENT_CHOICES = ("auto", "yes", "no")
 NORMS = ("batch", "instance")
 # Config fields that change the networks or the loss: a checkpoint made with other
 # values cannot resume.
-ARCH_FIELDS = ("size", "ngf", "ndf", "norm", "gan_mode", "dropout", "num_D", "lambda_feat")
+ARCH_FIELDS = ("size", "ngf", "ndf", "norm", "gan_mode", "dropout", "num_D", "lambda_feat", "lambda_face")
 N_DROPOUT = 3  # decoder blocks with dropout when ``dropout`` is on (pix2pix)
 D_LAYERS = 3  # PatchGAN depth: a 70x70 receptive field
 
@@ -47,6 +47,9 @@ class TrainConfig:
     num_D: int = 1  # discriminator scales: 1 is pix2pix's PatchGAN, 2+ pix2pixHD's multi-scale D
     lambda_feat: float = 0.0  # pix2pixHD's discriminator feature matching (10 in the paper; 0: off)
     lambda_parts: float = 0.0  # extra L1 on the eyes and mouth, times lambda_l1 (0: off)
+    # A second PatchGAN on the face square alone (trainers.networks.FaceDiscriminator);
+    # its GAN loss in G's is weighted this much (0: no face discriminator).
+    lambda_face: float = 0.0
     decay_epochs: int = 0  # linear lr decay to 0 over the last N epochs (0: constant lr)
     decay_share: float = 0.0  # with minutes: linear lr decay to 0 over this last share of the budget
     dropout: bool = True  # dropout in the first decoder blocks (pix2pix's noise)
@@ -76,7 +79,7 @@ class TrainConfig:
         check_device(self.device)
         for name in ("ngf", "ndf", "batch_size", "epochs", "max_steps", "val_samples", "num_D", "student_steps"):
             _at_least(name, getattr(self, name), 1)
-        for name in ("decay_epochs", "save_every", "workers", "lambda_l1", "lambda_feat", "lambda_parts", "jitter"):
+        for name in ("decay_epochs", "save_every", "workers", "lambda_l1", "lambda_feat", "lambda_parts", "lambda_face", "jitter"):
             _at_least(name, getattr(self, name), 0)
         for name in ("lr", "lr_d", "minutes", "student_minutes"):
             value = getattr(self, name)
@@ -97,9 +100,18 @@ def model_args(cfg: TrainConfig) -> dict:
         "G": {"kind": "unet", "size": cfg.size, "ngf": cfg.ngf,
               "n_dropout": N_DROPOUT if cfg.dropout else 0, "norm": cfg.norm},
         "D": {"kind": "patch", "ndf": cfg.ndf, "n_layers": D_LAYERS, "norm": cfg.norm}
-        if cfg.num_D == 1 and cfg.lambda_feat == 0 else
+        if cfg.num_D == 1 and cfg.lambda_feat == 0 and cfg.lambda_face == 0 else
+        {"kind": "face", "ndf": cfg.ndf, "n_layers": D_LAYERS, "norm": cfg.norm,
+         "num_D": cfg.num_D, "features": cfg.lambda_feat > 0, "crop": face_crop(cfg.size)}
+        if cfg.lambda_face > 0 else
         {"kind": "multiscale", "ndf": cfg.ndf, "n_layers": D_LAYERS, "norm": cfg.norm, "num_D": cfg.num_D},
     }
+
+
+def face_crop(size: int) -> int:
+    """The face discriminator's crop (px): half the image, where a face is about half
+    the image wide (``trainers.data.face_box``), so it sees the face near its own pixels."""
+    return size // 2
 
 
 def _flag(name: str) -> str:

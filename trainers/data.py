@@ -27,11 +27,12 @@ class PairedDataset(torch.utils.data.Dataset):
     Gaussian noise of that size: the generator learns to draw the photo from the kind
     of slightly noisy landmarks it gets live. With ``parts``, an item is (A, B, M): M
     (1, S, S) is 1 on the eyes and the mouth (``parts_mask``), for ``--lambda-parts``.
+    With ``face``, the face's square (``face_box``, (3,)) follows, for ``--lambda-face``.
     """
 
     def __init__(self, meta: dict, split: str, augment: bool = False, seed: int = 0,
                  rotate: float = 4.0, scale: float = 0.05, shift: float = 0.03, jitter: float = 0.0,
-                 parts: bool = False):
+                 parts: bool = False, face: bool = False):
         folder = Path(meta["folder"])
         self.size = int(meta["image_size"])
         pairs = [p for p in meta["pairs"] if p["split"] == split]
@@ -41,7 +42,7 @@ class PairedDataset(torch.utils.data.Dataset):
         self.augment, self.seed = augment, seed
         self.rotate, self.scale, self.shift = rotate, scale, shift
         self.jitter = jitter * self.size / 256
-        self.parts = parts
+        self.parts, self.face = parts, face
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -72,9 +73,26 @@ class PairedDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, idx: int) -> tuple[torch.Tensor, ...]:
         a, b, pts = self._item(idx)
-        if not self.parts:
-            return to_input(a)[0], to_input(b)[0]
-        return to_input(a)[0], to_input(b)[0], torch.from_numpy(parts_mask(pts, self.size))[None]
+        item = [to_input(a)[0], to_input(b)[0]]
+        if self.parts:
+            item.append(torch.from_numpy(parts_mask(pts, self.size))[None])
+        if self.face:
+            item.append(torch.from_numpy(face_box(pts, self.size)))
+        return tuple(item)
+
+
+FACE_MARGIN = 1.2  # the face square's side over the landmarks' larger extent
+
+
+def face_box(points: np.ndarray, size: int) -> np.ndarray:
+    """(3,) float32: the square around these (478, 2) landmarks (the photo's), its side
+    ``FACE_MARGIN`` x their larger extent so that it holds the jaw's and the hairline's
+    edges, as (centre x, centre y, half side) in the image's [-1, 1] coordinates (what
+    ``networks.crop_faces`` takes)."""
+    lo, hi = points[:, :2].min(0), points[:, :2].max(0)
+    centre = (lo + hi) / 2
+    half = FACE_MARGIN * float((hi - lo).max()) / 2
+    return np.array([*((centre + 0.5) / size * 2 - 1), max(half / size * 2, 0.05)], np.float32)
 
 
 # The parts ``--lambda-parts`` weighs: each eye (both lids) and the mouth (the outer lips).

@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 SIZES = (64, 128, 256, 512)  # image sizes the U-Net is built for (powers of two)
@@ -159,6 +160,45 @@ class MultiscaleDiscriminator(nn.Module):
         return out
 
 
+def crop_faces(x: torch.Tensor, boxes: torch.Tensor, size: int) -> torch.Tensor:
+    """Each image's face square resampled to ``size`` x ``size`` (bilinear, differentiable):
+    x (N, C, S, S); boxes (N, 3) as (centre x, centre y, half side) in the image's
+    [-1, 1] coordinates (``trainers.data.face_box``). Outside the image: zeros."""
+    n = x.shape[0]
+    theta = torch.zeros(n, 2, 3, dtype=torch.float32, device=x.device)
+    theta[:, 0, 0] = theta[:, 1, 1] = boxes[:, 2]
+    theta[:, :, 2] = boxes[:, :2]
+    grid = F.affine_grid(theta, [n, x.shape[1], size, size], align_corners=False)
+    return F.grid_sample(x.float(), grid, mode="bilinear", padding_mode="zeros", align_corners=False).to(x.dtype)
+
+
+class FaceDiscriminator(nn.Module):
+    """The whole-image discriminator plus a PatchGAN of its own on the face: Everybody
+    Dance Now's face GAN, Head2Head's mouth discriminator. The whole image's PatchGAN
+    sees 70 px patches of a 512 px frame, most of them hair, clothes and room; this one
+    sees only the face square (``crop_faces``, at ``crop`` px), so more of the
+    adversarial signal is about skin, eyes and teeth.
+
+    ``forward(x)``: the whole-image D's output (a ``MultiscaleDiscriminator``'s with
+    ``num_D`` > 1 or ``features``, for feature matching); ``forward(x, boxes)``: (that,
+    the face D's logits on the boxes' crops of the same (sketch | photo) pairs).
+    """
+
+    def __init__(self, in_ch: int = 6, ndf: int = 64, n_layers: int = 3, norm: str = "batch", num_D: int = 1,
+                 features: bool = False, crop: int = 256):
+        super().__init__()
+        self.whole = (MultiscaleDiscriminator(in_ch, ndf, n_layers, norm, num_D) if num_D > 1 or features
+                      else NLayerDiscriminator(in_ch, ndf, n_layers, norm))
+        self.face = NLayerDiscriminator(in_ch, ndf, n_layers, norm)
+        self.crop = crop
+
+    def forward(self, x: torch.Tensor, boxes: torch.Tensor | None = None):
+        whole = self.whole(x)
+        if boxes is None:
+            return whole
+        return whole, self.face(crop_faces(x, boxes, self.crop))
+
+
 def init_weights(module: nn.Module, gain: float = 0.02) -> None:
     """pix2pix init: conv weights N(0, 0.02), BatchNorm weights N(1, 0.02), biases 0."""
     for m in module.modules():
@@ -199,13 +239,13 @@ class StudentGenerator(nn.Module):
 GENERATORS = {"unet": UnetGenerator, "student": StudentGenerator}
 
 
-DISCRIMINATORS = {"patch": NLayerDiscriminator, "multiscale": MultiscaleDiscriminator}
+DISCRIMINATORS = {"patch": NLayerDiscriminator, "multiscale": MultiscaleDiscriminator, "face": FaceDiscriminator}
 
 
 def define_D(name: str = "patch", ndf: int = 64, n_layers: int = 3, in_ch: int = 6,
              norm: str = "batch", **kwargs) -> nn.Module:
     """Build and initialise a discriminator by name; unknown names fail with the choices.
-    ``multiscale`` takes ``num_D``."""
+    ``multiscale`` takes ``num_D``; ``face`` takes ``num_D`` and ``crop``."""
     if name not in DISCRIMINATORS:
         raise ValueError(f"unknown discriminator {name!r}; choose one of: {', '.join(DISCRIMINATORS)}")
     net = DISCRIMINATORS[name](in_ch=in_ch, ndf=ndf, n_layers=n_layers, norm=norm, **kwargs)

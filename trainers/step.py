@@ -144,23 +144,34 @@ def parts_l1(fake: torch.Tensor, real: torch.Tensor, mask: torch.Tensor) -> torc
 
 
 def train_step(G, D, opt_G, opt_D, scaler, crit, real_A, real_B, autocast, lambda_l1: float,
-               lambda_feat: float = 0.0, parts=None, lambda_parts: float = 0.0) -> dict:
+               lambda_feat: float = 0.0, parts=None, lambda_parts: float = 0.0, boxes=None,
+               lambda_face: float = 0.0) -> dict:
     """One pix2pix step on a batch: the discriminator, then the generator.
 
     real_A (sketch), real_B (photo): (B, 3, S, S) in [-1, 1]; ``autocast``: a callable
     returning the autocast context; ``lambda_feat`` > 0 adds pix2pixHD's feature
     matching (with a multi-scale D); ``parts`` (B, 1, S, S) with ``lambda_parts`` > 0
-    adds ``lambda_l1 * lambda_parts`` times the L1 over the eyes and mouth. Returns the
-    losses (tensors; call .item() only when logging, it synchronises a GPU).
+    adds ``lambda_l1 * lambda_parts`` times the L1 over the eyes and mouth; ``boxes``
+    (B, 3) with ``lambda_face`` > 0 (and a ``FaceDiscriminator``) adds its face GAN,
+    ``lambda_face`` times its loss in G's (in D's at weight 1, like the whole image's).
+    Returns the losses (tensors; call .item() only when logging, it synchronises a GPU).
     """
+    face = boxes is not None and lambda_face > 0
     with autocast():
         fake_B = G(real_A)  # (B, 3, S, S)
 
     # Discriminator step: real pairs -> 1, generated pairs -> 0.
     with autocast():
-        pred_real = D(torch.cat([real_A, real_B], 1))
-        pred_fake = D(torch.cat([real_A, fake_B.detach()], 1))  # no gradient into G
+        if face:
+            pred_real, face_real = D(torch.cat([real_A, real_B], 1), boxes)
+            pred_fake, face_fake = D(torch.cat([real_A, fake_B.detach()], 1), boxes)  # no gradient into G
+        else:
+            pred_real = D(torch.cat([real_A, real_B], 1))
+            pred_fake = D(torch.cat([real_A, fake_B.detach()], 1))  # no gradient into G
         loss_D = 0.5 * (gan_loss_scales(crit, pred_real, True) + gan_loss_scales(crit, pred_fake, False))
+        if face:
+            loss_D_face = 0.5 * (crit(face_real, True) + crit(face_fake, False))
+            loss_D = loss_D + loss_D_face
     opt_D.zero_grad(set_to_none=True)
     scaler.scale(loss_D).backward()
     scaler.step(opt_D)
@@ -173,10 +184,17 @@ def train_step(G, D, opt_G, opt_D, scaler, crit, real_A, real_B, autocast, lambd
     D_fixed.requires_grad_(False)
     try:
         with autocast():
-            pred_fake = D_fixed(torch.cat([real_A, fake_B], 1))
+            loss_G_face = None
+            if face:
+                pred_fake, face_fake = D_fixed(torch.cat([real_A, fake_B], 1), boxes)
+                loss_G_face = crit(face_fake, True)
+            else:
+                pred_fake = D_fixed(torch.cat([real_A, fake_B], 1))
             loss_G_gan = gan_loss_scales(crit, pred_fake, True)
             loss_G_l1 = (fake_B.float() - real_B).abs().mean()
             loss_G = loss_G_gan + lambda_l1 * loss_G_l1
+            if loss_G_face is not None:
+                loss_G = loss_G + lambda_face * loss_G_face
             loss_G_parts = None
             if lambda_parts > 0 and parts is not None:
                 loss_G_parts = parts_l1(fake_B, real_B, parts)
@@ -198,4 +216,6 @@ def train_step(G, D, opt_G, opt_D, scaler, crit, real_A, real_B, autocast, lambd
         losses["loss_G_feat"] = loss_G_feat.detach()
     if loss_G_parts is not None:
         losses["loss_G_parts"] = loss_G_parts.detach()
+    if loss_G_face is not None:
+        losses["loss_D_face"], losses["loss_G_face"] = loss_D_face.detach(), loss_G_face.detach()
     return losses
