@@ -53,6 +53,17 @@ VIEW_GAIN = (0.24, 0.36)
 # same driver shifted by 0, +-10 and +-20 % in x and y (the roll it read, up to 2.2 deg
 # at 17 deg off the axis, rms 1.5 -> 0.2 deg).
 VIEW_ROLL_GAIN = -0.12
+# The eight eyeLook{Down,In,Out,Up}{Left,Right} scores (f2f_cam.landmarks.BLENDSHAPE_NAMES
+# 11-18): where the eyes look. The persona's neutral gaze is their median over its
+# frames, not its neutral frame's (see ``fit``).
+GAZE_SCORES = tuple(range(11, 19))
+# The scores that move each half of the face (``BLENDSHAPE_NAMES`` indices): the upper
+# half (eyes, brows, the face above the nose tip) by the brow, eye, cheek-squint and
+# sneer scores; the lower half (mouth, jaw, cheeks, the nose below its tip) by the
+# cheek, jaw, mouth and sneer scores. Both also by yaw and pitch. See ``_build``.
+UPPER_SCORES = (*range(1, 6), 7, 8, *range(9, 23), 50, 51)
+LOWER_SCORES = (6, 7, 8, *range(23, 52))
+SPLIT_POINT = 1  # the nose tip: points of the mean face above it are the upper half
 ALPHAS = tuple(10.0 ** e for e in np.arange(-2, 4.01, 0.5))  # ridge strengths tried (standardised inputs)
 MAX_COMPONENTS = 48
 EXPLAINED = 0.999  # PCA keeps the components that explain this much of the offsets' variance
@@ -315,15 +326,40 @@ def _ridge(x: np.ndarray, y: np.ndarray, alpha: float) -> tuple[np.ndarray, np.n
     return weights, y.mean(0) - mu @ weights
 
 
+def halves(mean_shape: np.ndarray) -> list[tuple[np.ndarray, tuple]]:
+    """[(points, scores)] for the upper and the lower half of this (478, 2) face."""
+    upper = mean_shape[:, 1] < mean_shape[SPLIT_POINT, 1]
+    return [(np.flatnonzero(upper), UPPER_SCORES), (np.flatnonzero(~upper), LOWER_SCORES)]
+
+
 def _build(shapes: np.ndarray, scores: np.ndarray, poses: np.ndarray, placed: np.ndarray, alpha: float,
-           placement: np.ndarray, neutral_scores: np.ndarray) -> ExpressionModel:
+           placement: np.ndarray, neutral_scores: np.ndarray, split: bool = True) -> ExpressionModel:
     """The model of these frames: shapes (N, 478, 2) aligned, scores (N, 52), poses
-    (N, 6) relative to the mean pose, placed (N, 4) where each frame's shape sits in its image."""
+    (N, 6) relative to the mean pose, placed (N, 4) where each frame's shape sits in its image.
+
+    With ``split``, each half of the face (``halves``) has PCA components of its own,
+    regressed on its own scores only: a ridge over all 52 also learns what the persona
+    happened to do together (d6 glanced aside while she talked), and a user who looks
+    aside would then move the persona's mouth. The arrays are the same either way
+    (the halves' components side by side, with zero weight on the other half's scores)."""
     mean_shape = shapes.mean(0)
     offsets = (shapes - mean_shape).reshape(len(shapes), -1)
-    basis = _pca(offsets)
-    coefs = offsets @ basis.T  # (N, K)
-    weights, bias = _ridge(np.concatenate([scores, poses[:, :REGRESSED_POSE]], 1), coefs, alpha)
+    x = np.concatenate([scores, poses[:, :REGRESSED_POSE]], 1)
+    pose_cols = list(range(NUM_SCORES, NUM_FEATURES))
+    parts = halves(mean_shape) if split else [(np.arange(NUM_POINTS), tuple(range(NUM_SCORES)))]
+    bases, weights, biases = [], [], []
+    for points, cols in parts:
+        mask = np.zeros((NUM_POINTS, 2), bool)
+        mask[points] = True
+        part = np.where(mask.ravel(), offsets, 0.0)  # (N, 956): this half's offsets only
+        basis = _pca(part)  # (K_h, 956), zero outside the half
+        cols = [*cols, *pose_cols]
+        w_part, b_part = _ridge(x[:, cols], part @ basis.T, alpha)
+        w = np.zeros((NUM_FEATURES, len(basis)))
+        w[cols] = w_part
+        bases.append(basis), weights.append(w), biases.append(b_part)
+    basis, weights, bias = np.concatenate(bases), np.concatenate(weights, 1), np.concatenate(biases)
+    coefs = offsets @ basis.T  # (N, K): the halves' bases are orthogonal (disjoint points)
     return ExpressionModel({
         "mean_shape": mean_shape, "basis": basis, "coef_lo": coefs.min(0), "coef_hi": coefs.max(0),
         "weights": weights, "bias": bias, "score_lo": scores.min(0), "score_hi": scores.max(0),
@@ -340,12 +376,17 @@ def _errors(model: ExpressionModel, landmarks: np.ndarray, scores: np.ndarray, p
 
 
 def fit(landmarks: np.ndarray, scores: np.ndarray, matrices: np.ndarray, canonical: np.ndarray,
-        neutral_index: int, *, holdout: float = 0.2, alphas=ALPHAS) -> ExpressionModel:
+        neutral_index: int, *, holdout: float = 0.2, alphas=ALPHAS, split: bool = True) -> ExpressionModel:
     """Fit a persona's expression model on its frames, in recording order.
 
     landmarks: (N, 478, 2) persona image px; scores: (N, 52); matrices: (N, 4, 4)
     MediaPipe poses; canonical: (478, 2) the persona's mean face at its mean pose
-    (image px); neutral_index: its neutral frame. The ridge strength is the one with
+    (image px); neutral_index: its neutral frame, whose scores a user's neutral face maps
+    to, except where the eyes look (``GAZE_SCORES``): that is the median over all frames,
+    where the person looked while recording (the camera, a screen), since one frame
+    picked for a closed mouth may have caught a glance aside, which every user would
+    then make all the time (d6's neutral frame looked 0.2 out with one eye, 0.0 in its
+    median; driven, its irises sat at the corners). The ridge strength is the one with
     the least error on the last ``holdout`` of the frames for a model fitted on the
     rest (the nearest thing to a new recording); that error is in ``facts``
     (``heldout_median_px``, ``heldout_p95_px``; ``face_width_px`` for scale); the
@@ -367,17 +408,18 @@ def fit(landmarks: np.ndarray, scores: np.ndarray, matrices: np.ndarray, canonic
     mean = mean_pose(mats)
     poses = np.stack([head_pose(m, mean) for m in mats])  # (N, 6) relative to the mean pose
     placed = np.stack([where_placed(s, p, placement) for s, p in zip(shapes, lm)])  # (N, 4)
-    neutral = sc[int(neutral_index)]
+    neutral = sc[int(neutral_index)].copy()
+    neutral[list(GAZE_SCORES)] = np.median(sc[:, list(GAZE_SCORES)], axis=0)
     cut = n - max(1, int(round(n * holdout)))
     held = slice(cut, n)
     tried = {}
     for alpha in alphas:
-        model = _build(shapes[:cut], sc[:cut], poses[:cut], placed[:cut], alpha, placement, neutral)
+        model = _build(shapes[:cut], sc[:cut], poses[:cut], placed[:cut], alpha, placement, neutral, split)
         tried[alpha] = _errors(model, lm[held], sc[held], poses[held])
     best = min(tried, key=lambda a: float(tried[a].mean()))
     err = tried[best]
-    model = _build(shapes, sc, poses, placed, best, placement, neutral)
-    facts = {"kind": "ridge", "alpha": float(best), "frames": n, "components": model.components,
+    model = _build(shapes, sc, poses, placed, best, placement, neutral, split)
+    facts = {"kind": "ridge", "split": split, "alpha": float(best), "frames": n, "components": model.components,
              "heldout_frames": n - cut, "heldout_median_px": round(float(np.median(err)), 3),
              "heldout_p95_px": round(float(np.percentile(err, 95)), 3),
              "face_width_px": round(float(placement[2]), 2)}

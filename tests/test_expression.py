@@ -62,11 +62,16 @@ def test_moving_in_front_of_the_camera_is_not_a_head_turn():
 
 def known_map(seed=0):
     """A persona's face (478, 2) and a known linear map (3, 478, 2) of jawOpen, a smile
-    and a blink to its landmarks (px per unit score)."""
+    and a blink to its landmarks (px per unit score): the jaw and the smile move the
+    lower half of the face, the blink the upper half (``ex.halves``)."""
     rng = np.random.default_rng(seed)
     canonical = rng.uniform(8, 56, (478, 2))
     basis = rng.normal(0, 2.0, (3, 478, 2))
     basis[:, list(STABLE_POINTS)] = 0  # expression moves no stable point: alignment keeps it whole
+    y = canonical[:, 1] - canonical[ex.SPLIT_POINT, 1]
+    basis[:2, y < 0] = 0  # jaw, smile: the lower half
+    basis[2, y >= 0] = 0  # blink: the upper half
+    basis[:, np.abs(y) < 2] = 0  # nothing moves near the line between them
     return canonical, basis
 
 
@@ -123,6 +128,40 @@ def test_fit_recovers_a_known_map_and_clamps_what_it_never_saw():
     linear = canonical + np.tensordot(model.arrays["score_hi"][[JAW, SMILE, BLINK]], basis, 1)
     got = ex.aligned_shapes(model.predict(np.ones(52))[None], canonical)[0]
     assert np.abs(got - canonical).max() < np.abs(linear - canonical).max()
+
+
+def test_each_half_of_the_face_follows_its_own_scores_only():
+    # The persona glanced aside whenever she opened her jaw: eyeLookInLeft went with
+    # jawOpen in every frame, though only the jaw moved her mouth.
+    canonical, basis = known_map()
+    scores, matrices = frames(150, seed=0)
+    look = BLENDSHAPE_NAMES.index("eyeLookInLeft")
+    assert look in ex.GAZE_SCORES and BLENDSHAPE_NAMES[ex.GAZE_SCORES[0]] == "eyeLookDownLeft"
+    scores[:, look] = scores[:, JAW]
+    seen = truth(canonical, basis, scores, matrices)
+    lower = ex.halves(canonical)[1][0]
+    glance = np.zeros(52)
+    glance[look] = 0.5
+    moved = {}
+    for split in (True, False):
+        model = ex.fit(seen, scores, matrices, canonical, neutral_index=0, split=split)
+        assert model.facts["split"] is split and model.facts["heldout_median_px"] < 0.05
+        moved[split] = np.abs(model.predict(glance) - model.predict(np.zeros(52)))[lower].max()
+    assert moved[True] < 1e-6  # a user's glance leaves the persona's mouth alone
+    assert moved[False] > 1.0  # one ridge over all the scores took the glance for half the jaw
+
+
+def test_the_personas_neutral_gaze_is_where_it_looked_most():
+    canonical, basis = known_map()
+    scores, matrices = frames(60, seed=0)
+    rng = np.random.default_rng(1)
+    gaze = list(ex.GAZE_SCORES)
+    scores[:, gaze] = rng.uniform(0.0, 0.2, (60, len(gaze)))
+    scores[7, gaze] = 0.9  # the neutral frame caught a glance
+    model = ex.fit(truth(canonical, basis, scores, matrices), scores, matrices, canonical, neutral_index=7)
+    assert np.allclose(model.neutral_scores[gaze], np.median(scores[:, gaze], 0), atol=1e-6)
+    rest = [i for i in range(52) if i not in gaze]
+    assert np.allclose(model.neutral_scores[rest], scores[7, rest], atol=1e-6)  # the rest: the neutral frame's
 
 
 def test_the_users_neutral_maps_to_the_personas_neutral(expression_persona):
