@@ -5,9 +5,10 @@ Fitted at export from the persona's training frames, stored in the persona
 
 Shape: every training frame's landmarks are similarity-aligned (stable points) onto
 the persona's canonical face, so what is left is expression and out-of-plane head
-turn. A ridge regression maps (52 blendshape scores, yaw, pitch) to the PCA
-coefficients of that aligned shape's offset from the mean shape; the regularisation
-is picked by the error on the last frames, held out. Expressions the persona never
+turn. For each half of the face (above and below the nose tip), a ridge regression
+maps that half's blendshape scores (eyes and brows; mouth, jaw and cheeks) and yaw
+and pitch to the PCA coefficients of that half's offset from the mean shape; the
+regularisation is picked by the error on the last frames, held out. Expressions the persona never
 made are clamped, not extrapolated: the input scores are clipped to the per-score
 range seen in training, the output coefficients to the per-component range seen.
 

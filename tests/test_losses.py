@@ -52,8 +52,10 @@ def test_multiscale_discriminator_shapes_and_features():
 
 
 def test_model_args_pick_the_discriminator():
-    assert model_args(TrainConfig())["D"]["kind"] == "patch"
-    args = model_args(TrainConfig(num_D=2, lambda_feat=10.0, size=64, ngf=8, ndf=8))
+    assert model_args(TrainConfig())["D"] == {"kind": "face", "ndf": None, "n_layers": 3, "norm": "instance",
+                                              "num_D": 1, "features": False, "crop": 256}  # ndf: set by the device
+    assert model_args(TrainConfig(lambda_face=0.0))["D"]["kind"] == "patch"
+    args = model_args(TrainConfig(num_D=2, lambda_feat=10.0, lambda_face=0.0, size=64, ngf=8, ndf=8))
     assert args["D"] == {"kind": "multiscale", "ndf": 8, "n_layers": 3, "norm": "instance", "num_D": 2}
     _, D = build_networks(args)
     assert isinstance(D, MultiscaleDiscriminator) and len(D.scales) == 2
@@ -67,7 +69,7 @@ def test_training_with_multiscale_d_and_feature_matching_resumes(talking_head, t
                        progress=False)
     meta = load_dataset(tmp_path / "ds")
     cfg = TrainConfig(size=64, ngf=8, ndf=8, batch_size=2, norm="instance", num_D=2, lambda_feat=10.0,
-                      epochs=1, max_steps=2, precision="fp32")
+                      lambda_face=0.0, epochs=1, max_steps=2, precision="fp32")
     first = tr.train(cfg, meta, tmp_path / "run", progress=False)
     assert first["steps"] == 2 and first["stopped"] == "max steps"
     again = tr.train(TrainConfig(**{**cfg.__dict__, "max_steps": 4}), meta, tmp_path / "run", resume=True,
@@ -230,3 +232,16 @@ def test_the_face_gan_loss_is_the_face_discriminators_verdict_on_the_generated_f
         0.5 * (crit(face_real, True) + crit(face_fake, False)).item(), rel=1e-4)
     plain = train_step(G, D, *frozen, scaler, crit, a, b, contextlib.nullcontext, 100.0)  # without boxes: no face term
     assert "loss_G_face" not in plain and plain["loss_G_gan"].item() == pytest.approx(losses["loss_G_gan"].item(), rel=1e-4)
+
+
+def test_a_checkpoint_from_before_the_face_discriminator_resumes_only_without_one(tmp_path):
+    import dataclasses as dc
+
+    from f2f_cam.errors import UserError
+    from trainers.checkpoint import check_resumable
+
+    old = {k: v for k, v in dc.asdict(TrainConfig()).items() if k != "lambda_face"}  # saved before it existed
+    ckpt = {"config": old, "dataset": {"video_sha256": "abc"}}
+    check_resumable(ckpt, TrainConfig(lambda_face=0.0), "abc", tmp_path / "last.pt")
+    with pytest.raises(UserError, match=r"lambda_face=0.0 \(now 1.0\)"):
+        check_resumable(ckpt, TrainConfig(), "abc", tmp_path / "last.pt")

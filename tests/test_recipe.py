@@ -113,7 +113,8 @@ def test_checkpoint_rebuilds_its_generator_from_model_args_alone(small_dataset, 
     ckpt = load_checkpoint(r.checkpoint)
     assert ckpt["model_args"] == {
         "G": {"kind": "unet", "size": 64, "ngf": 8, "n_dropout": 0, "norm": "instance"},
-        "D": {"kind": "patch", "ndf": 8, "n_layers": 3, "norm": "instance"},
+        "D": {"kind": "face", "ndf": 8, "n_layers": 3, "norm": "instance", "num_D": 1, "features": False,
+              "crop": 32},
     }
     x = torch.rand(2, 3, 64, 64) * 2 - 1
     with torch.no_grad():

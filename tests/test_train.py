@@ -156,13 +156,14 @@ def test_two_process_ddp_matches_one_process(tiny_dataset, tmp_path):
     # 2x2 maps) magnify summation order chaotically, to 4e-4 (two steps' worth) on some
     # generated clips by step 3, with PyTorch's for-loop Adam and its fused one alike.
     # Measured after one step of lr 2e-4: mean |diff| 2e-11 to 5e-11, max 5e-7 to 1.1e-5
-    # (weights whose gradient is ~eps). A wrong split of the global batch moves most
-    # weights by up to lr.
+    # (weights whose gradient is ~eps); with the face discriminator of today's defaults
+    # (its crop's bilinear backward sums more terms) mean 4.6e-10, max 1.0e-4. A wrong
+    # split of the global batch moves most weights by up to lr: the mean says which.
     two = _ddp_worker(tiny_dataset, tmp_path / "ddp1", 2, 2, 1)
     one = _ddp_worker(tiny_dataset, tmp_path / "one1", 1, 4, 1)
     assert two["step"] == one["step"] == 1 and len(set(two["rank_G_sha1"])) == 1
     d = torch.cat([(two["G"][k].float() - one["G"][k].float()).abs().flatten() for k in two["G"]])
-    assert d.mean() < 1e-8 and d.max() < 1e-4, (d.mean(), d.max())
+    assert d.mean() < 1e-8 and d.max() < 5e-4, (d.mean(), d.max())
 
 
 def test_train_command_installs_a_persona_that_video_uses(talking_head, tmp_path):

@@ -90,8 +90,9 @@ def load_checkpoint(path: Path) -> dict:
 
 def check_resumable(ckpt: dict, cfg: TrainConfig, dataset_sha: str, path: Path) -> None:
     """Refuse to resume a run made with other networks, another loss or another video."""
-    # A field an older checkpoint lacks had its default then (e.g. num_D, lambda_feat).
-    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+    # A field an older checkpoint lacks had its default then (e.g. num_D, lambda_feat);
+    # lambda_face came in with a default of 1, and a checkpoint without it has no face D.
+    defaults = {**{f.name: f.default for f in dataclasses.fields(TrainConfig)}, "lambda_face": 0.0}
     old = {k: ckpt["config"].get(k, defaults[k]) for k in ARCH_FIELDS}
     diff = [f"{k}={old[k]!r} (now {getattr(cfg, k)!r})" for k in ARCH_FIELDS if old[k] != getattr(cfg, k)]
     if diff:
