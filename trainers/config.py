@@ -100,19 +100,21 @@ def model_args(cfg: TrainConfig) -> dict:
     return {
         "G": {"kind": "unet", "size": cfg.size, "ngf": cfg.ngf,
               "n_dropout": N_DROPOUT if cfg.dropout else 0, "norm": cfg.norm},
-        "D": {"kind": "patch", "ndf": cfg.ndf, "n_layers": D_LAYERS, "norm": cfg.norm}
-        if cfg.num_D == 1 and cfg.lambda_feat == 0 and cfg.lambda_face == 0 else
-        {"kind": "face", "ndf": cfg.ndf, "n_layers": D_LAYERS, "norm": cfg.norm,
-         "num_D": cfg.num_D, "features": cfg.lambda_feat > 0, "crop": face_crop(cfg.size)}
-        if cfg.lambda_face > 0 else
-        {"kind": "multiscale", "ndf": cfg.ndf, "n_layers": D_LAYERS, "norm": cfg.norm, "num_D": cfg.num_D},
+        "D": _discriminator_args(cfg),
     }
 
 
-def face_crop(size: int) -> int:
-    """The face discriminator's crop (px): half the image, where a face is about half
-    the image wide (``trainers.data.face_box``), so it sees the face near its own pixels."""
-    return size // 2
+def _discriminator_args(cfg: TrainConfig) -> dict:
+    """pix2pix's PatchGAN; pix2pixHD's multi-scale one for more scales or feature
+    matching; either with a face discriminator beside it for ``lambda_face``."""
+    args = {"ndf": cfg.ndf, "n_layers": D_LAYERS, "norm": cfg.norm}
+    if cfg.lambda_face > 0:
+        # Its crop is half the image, about a face's width (trainers.data.face_box), so
+        # it sees the face near its own pixels.
+        return {"kind": "face", **args, "num_D": cfg.num_D, "features": cfg.lambda_feat > 0, "crop": cfg.size // 2}
+    if cfg.num_D == 1 and cfg.lambda_feat == 0:
+        return {"kind": "patch", **args}
+    return {"kind": "multiscale", **args, "num_D": cfg.num_D}
 
 
 def _flag(name: str) -> str:

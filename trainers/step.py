@@ -156,20 +156,22 @@ def train_step(G, D, opt_G, opt_D, scaler, crit, real_A, real_B, autocast, lambd
     ``lambda_face`` times its loss in G's (in D's at weight 1, like the whole image's).
     Returns the losses (tensors; call .item() only when logging, it synchronises a GPU).
     """
-    face = boxes is not None and lambda_face > 0
+    if boxes is None or lambda_face <= 0:
+        boxes = None
+
+    def judge(net, pair):
+        """(the whole image's verdict, the face's or None)."""
+        return net(pair, boxes) if boxes is not None else (net(pair), None)
+
     with autocast():
         fake_B = G(real_A)  # (B, 3, S, S)
 
     # Discriminator step: real pairs -> 1, generated pairs -> 0.
     with autocast():
-        if face:
-            pred_real, face_real = D(torch.cat([real_A, real_B], 1), boxes)
-            pred_fake, face_fake = D(torch.cat([real_A, fake_B.detach()], 1), boxes)  # no gradient into G
-        else:
-            pred_real = D(torch.cat([real_A, real_B], 1))
-            pred_fake = D(torch.cat([real_A, fake_B.detach()], 1))  # no gradient into G
+        pred_real, face_real = judge(D, torch.cat([real_A, real_B], 1))
+        pred_fake, face_fake = judge(D, torch.cat([real_A, fake_B.detach()], 1))  # no gradient into G
         loss_D = 0.5 * (gan_loss_scales(crit, pred_real, True) + gan_loss_scales(crit, pred_fake, False))
-        if face:
+        if boxes is not None:
             loss_D_face = 0.5 * (crit(face_real, True) + crit(face_fake, False))
             loss_D = loss_D + loss_D_face
     opt_D.zero_grad(set_to_none=True)
@@ -184,16 +186,13 @@ def train_step(G, D, opt_G, opt_D, scaler, crit, real_A, real_B, autocast, lambd
     D_fixed.requires_grad_(False)
     try:
         with autocast():
-            loss_G_face = None
-            if face:
-                pred_fake, face_fake = D_fixed(torch.cat([real_A, fake_B], 1), boxes)
-                loss_G_face = crit(face_fake, True)
-            else:
-                pred_fake = D_fixed(torch.cat([real_A, fake_B], 1))
+            pred_fake, face_fake = judge(D_fixed, torch.cat([real_A, fake_B], 1))
             loss_G_gan = gan_loss_scales(crit, pred_fake, True)
             loss_G_l1 = (fake_B.float() - real_B).abs().mean()
             loss_G = loss_G_gan + lambda_l1 * loss_G_l1
-            if loss_G_face is not None:
+            loss_G_face = None
+            if face_fake is not None:
+                loss_G_face = crit(face_fake, True)
                 loss_G = loss_G + lambda_face * loss_G_face
             loss_G_parts = None
             if lambda_parts > 0 and parts is not None:
