@@ -34,6 +34,7 @@ _RIGHT_EYE, _LEFT_EYE = (33, 133), (362, 263)  # outer and inner corners
 _CHEEKS = (234, 454)
 _NASION, _NOSE_TIP = 168, 1
 _MOUTH_CORNERS = (61, 291)
+_IRISES = ((468, 33, 133), (473, 263, 362))  # per eye: the iris centre, the outer and inner corners
 
 # A driver "differs" from the persona when its ratios are this far from the persona's
 # (root mean square of the relative differences): beyond what one face's own expressions
@@ -97,6 +98,14 @@ def pearson(a: np.ndarray, b: np.ndarray) -> float | None:
 def shape_distance(a: np.ndarray, b: np.ndarray, persona: np.ndarray) -> np.ndarray:
     """Root mean square of ``(a - b) / persona`` over the ratios: (..., 5) -> (...)."""
     return np.sqrt(np.mean(((np.asarray(a) - np.asarray(b)) / np.asarray(persona)) ** 2, axis=-1))
+
+
+def iris_offset(points: np.ndarray, truth: np.ndarray) -> float:
+    """How far the irises of ``points`` sit from those of ``truth`` ((478, 2+) landmarks at
+    one image size): the mean over both eyes of the centres' distance over ``truth``'s eye
+    width (corner to corner). 0.1 is a tenth of the eye off (an iris is ~0.4 of it wide)."""
+    p, q = np.asarray(points, np.float64)[:, :2], np.asarray(truth, np.float64)[:, :2]
+    return float(np.mean([np.linalg.norm(p[i] - q[i]) / np.linalg.norm(q[a] - q[b]) for i, a, b in _IRISES]))
 
 
 def identity_keep(output: np.ndarray, driver: np.ndarray, persona: np.ndarray,

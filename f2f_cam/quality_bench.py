@@ -16,8 +16,9 @@ pose_ssim_min    least SSIM between the output for a generated driver moved (sca
                  shift +-20 % of the frame) and for the same driver centred at scale 1
 
 Default drivers are generated (``trainers.synth``: the astronaut as she is, and with
-another face shape), so it runs with no files. Self-reenactment (PSNR, SSIM, L1 and
-the sharpness ratio on the held-out validation pairs) needs the persona's dataset.
+another face shape), so it runs with no files. Self-reenactment (PSNR, SSIM, L1, the
+sharpness ratio and where the irises land, on the held-out validation pairs) needs the
+persona's dataset.
 """
 
 from __future__ import annotations
@@ -32,8 +33,8 @@ import numpy as np
 from f2f_cam.config import PipelineConfig
 from f2f_cam.errors import UserError
 from f2f_cam.quality import (
-    EXPRESSIONS, Track, face_crop, flicker, identity_keep, image_ssim, measure, pearson, ratio, ratios_alike,
-    region_psnr, sharpness,
+    EXPRESSIONS, Track, face_crop, flicker, identity_keep, image_ssim, iris_offset, measure, pearson, ratio,
+    ratios_alike, region_psnr, sharpness,
 )
 from f2f_cam.registry import RETARGET_MODES
 
@@ -261,9 +262,13 @@ def pose_ssim_min(persona, mode: str, frames: list, precision: str, tick=None) -
 
 def self_reenactment(persona, dataset: Path | None, precision: str) -> dict:
     """The generator on the persona's held-out validation pairs: PSNR (dB), SSIM, L1 (on
-    [0, 1] images, as training validates) and the sharpness ratio (generated over real
+    [0, 1] images, as training validates), the sharpness ratio (generated over real
     face crops, both at the persona's image size, the face box from the pair's
-    landmarks). ``{"available": False, "note": ...}`` when the dataset is not at hand."""
+    landmarks), and ``iris_offset``: the median, over the frames with a face found, of how
+    far the generated irises sit from the pair's own (``quality.iris_offset``, in eye
+    widths), beside ``iris_offset_real``, the same landmarker on the real photos (its own
+    error: the floor). ``{"available": False, "note": ...}`` when the dataset is not at
+    hand."""
     if dataset is None:
         return {"available": False,
                 "note": f"no dataset of persona '{persona.name}' at hand (looked for the one recorded in "
@@ -271,6 +276,7 @@ def self_reenactment(persona, dataset: Path | None, precision: str) -> dict:
     import torch
 
     from f2f_cam.generator import Generator, to_image
+    from f2f_cam.landmarks import LandmarkDetector
     from trainers.data import PairedDataset
     from trainers.dataset import load_dataset
     from trainers.metrics import image_metrics
@@ -283,23 +289,31 @@ def self_reenactment(persona, dataset: Path | None, precision: str) -> dict:
     gen = Generator(persona, precision=precision, student="never")
     sums = {"psnr": 0.0, "ssim": 0.0, "l1": 0.0, "psnr_face": 0.0, "psnr_rest": 0.0}
     fake_sharp, real_sharp = [], []
-    for start in range(0, len(val), 8):
-        items = [val[j] for j in range(start, min(start + 8, len(val)))]
-        a, b = torch.stack([x[0] for x in items]), torch.stack([x[1] for x in items])
-        fake = gen.forward(a)
-        for k, v in image_metrics(fake, b).items():
-            sums[k] += v.sum().item()
-        for j, (f, r) in enumerate(zip((fake.float().clamp(-1, 1) + 1) / 2, (b + 1) / 2), start):
-            face, rest = region_psnr(f.permute(1, 2, 0).numpy(), r.permute(1, 2, 0).numpy(), val.points[j])
-            sums["psnr_face"] += face
-            sums["psnr_rest"] += rest
-        for j, image in enumerate(to_image(fake), start):
-            fake_sharp.append(sharpness(face_crop(image, val.points[j])))
-            real_sharp.append(sharpness(face_crop(val.photos[j], val.points[j])))
+    iris: dict[str, list[float]] = {"iris_offset": [], "iris_offset_real": []}
+
+    with LandmarkDetector(mode="image") as detector:
+        for start in range(0, len(val), 8):
+            items = [val[j] for j in range(start, min(start + 8, len(val)))]
+            a, b = torch.stack([x[0] for x in items]), torch.stack([x[1] for x in items])
+            fake = gen.forward(a)
+            for k, v in image_metrics(fake, b).items():
+                sums[k] += v.sum().item()
+            for j, (f, r) in enumerate(zip((fake.float().clamp(-1, 1) + 1) / 2, (b + 1) / 2), start):
+                face, rest = region_psnr(f.permute(1, 2, 0).numpy(), r.permute(1, 2, 0).numpy(), val.points[j])
+                sums["psnr_face"] += face
+                sums["psnr_rest"] += rest
+            for j, image in enumerate(to_image(fake), start):
+                fake_sharp.append(sharpness(face_crop(image, val.points[j])))
+                real_sharp.append(sharpness(face_crop(val.photos[j], val.points[j])))
+                for key, picture in (("iris_offset", image), ("iris_offset_real", val.photos[j])):
+                    found = detector(picture)
+                    if found is not None:
+                        iris[key].append(iris_offset(found.points, val.points[j]))
     n = len(val)
     return {"available": True, "dataset": str(dataset), "frames": n,
             **{k: round(v / n, 4) for k, v in sums.items()},
-            "sharpness_ratio": round(ratio(float(np.mean(fake_sharp)), float(np.mean(real_sharp))) or 0.0, 4)}
+            "sharpness_ratio": round(ratio(float(np.mean(fake_sharp)), float(np.mean(real_sharp))) or 0.0, 4),
+            **{k: round(float(np.median(v)), 4) if v else None for k, v in iris.items()}}
 
 
 def bench_quality(persona, drivers=(), reference: Path | None = None, modes=(), frames: int = DEFAULT_FRAMES,
@@ -371,11 +385,17 @@ def format_quality(r: dict) -> str:
     if s["available"]:
         lines.append(f"self-reenactment ({s['frames']} held-out pairs): PSNR {s['psnr']:.2f} dB, "
                      f"SSIM {s['ssim']:.3f}, L1 {s['l1']:.4f}, sharpness ratio {s['sharpness_ratio']:.3f}; "
-                     f"PSNR inside the face's outline {s['psnr_face']:.2f} dB, outside it {s['psnr_rest']:.2f} dB")
+                     f"PSNR inside the face's outline {s['psnr_face']:.2f} dB, outside it {s['psnr_rest']:.2f} dB; "
+                     f"irises {_eyes(s['iris_offset'])} of an eye's width from the real ones' "
+                     f"(the landmarker on the real photos: {_eyes(s['iris_offset_real'])})")
     else:
         lines.append(f"self-reenactment: {s['note']}")
     lines.append("  (-: undefined, e.g. a constant series, or no frame where the driver's face shape differs)")
     return "\n".join(lines)
+
+
+def _eyes(offset: float | None) -> str:
+    return "- (no face found)" if offset is None else f"{offset:.3f}"
 
 
 def _mean(values) -> float | None:

@@ -61,6 +61,19 @@ def test_shape_ratios_of_a_known_face_do_not_change_with_pose():
     np.testing.assert_allclose(q.shape_ratios(moved), q.shape_ratios(p))
 
 
+def test_iris_offset_is_in_eye_widths_averaged_over_both_eyes():
+    p = face_points()  # each eye 20 wide
+    p[468, :2], p[473, :2] = (-20, 40), (20, 40)  # the irises in the middle of their eyes
+    assert q.iris_offset(p, p) == 0.0
+    aside = p.copy()
+    aside[468, 0] += 4  # the right iris a fifth of its eye towards the nose, the left still
+    assert q.iris_offset(aside, p) == pytest.approx(0.1)
+    both = aside.copy()
+    both[473, 1] -= 2  # and the left one a tenth up
+    assert q.iris_offset(both, p) == pytest.approx(0.15)
+    assert q.iris_offset(both * 3, p * 3) == pytest.approx(0.15)  # the image's size does not matter
+
+
 def test_identity_keep_counts_frames_nearer_the_persona_where_the_driver_differs():
     persona = np.array([0.4, 0.9, 0.25, 0.2, 0.4])
     driver = np.tile(persona * 1.15, (6, 1))  # 15 % off: differs
@@ -284,6 +297,10 @@ def test_bench_quality_json_has_every_figure(overlay_dataset, shaped_driver, tal
     s = r["self"]
     assert s["available"] and s["frames"] >= 1 and s["psnr"] > 0 and 0 < s["l1"] < 1
     assert -1 <= s["ssim"] <= 1 and s["sharpness_ratio"] > 0
+    # The landmarker finds the held-out photo's face near where its landmarks say; the
+    # overlay draws one fixed photo, whose irises are elsewhere or not found at all.
+    assert s["iris_offset_real"] is not None and 0 <= s["iris_offset_real"] < 0.15
+    assert s["iris_offset"] is None or s["iris_offset"] >= 0
     # The whole frame's error is the face's and the rest's together: its PSNR lies between theirs.
     assert min(s["psnr_face"], s["psnr_rest"]) - 0.5 <= s["psnr"] <= max(s["psnr_face"], s["psnr_rest"]) + 0.5
     text = qb.format_quality(r)
