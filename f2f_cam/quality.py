@@ -153,13 +153,15 @@ def region_psnr(fake: np.ndarray, real: np.ndarray, points: np.ndarray) -> tuple
     what a landmark sketch does not determine). fake, real: (H, W, 3) float in [0, 1]."""
     mask = np.zeros(real.shape[:2], np.uint8)
     cv2.fillConvexPoly(mask, cv2.convexHull(np.round(np.asarray(points)[:, :2]).astype(np.int32)), 1)
-    se = ((np.asarray(fake, np.float64) - real) ** 2).mean(axis=2)
     inside = mask.astype(bool)
+    return masked_psnr(fake, real, inside), masked_psnr(fake, real, ~inside)
 
-    def psnr(values: np.ndarray) -> float:
-        return float(10 * np.log10(1.0 / max(float(values.mean()), 1e-10))) if values.size else float("nan")
 
-    return psnr(se[inside]), psnr(se[~inside])
+def masked_psnr(fake: np.ndarray, real: np.ndarray, mask: np.ndarray) -> float:
+    """PSNR (dB, as on [0, 1] images) of ``fake`` against ``real`` ((H, W, 3) float in
+    [0, 1]) over the pixels where ``mask`` (H, W) is true; NaN over none."""
+    se = ((np.asarray(fake, np.float64) - real) ** 2).mean(axis=2)[np.asarray(mask, bool)]
+    return float(10 * np.log10(1.0 / max(float(se.mean()), 1e-10))) if se.size else float("nan")
 
 
 def face_crop(frame: np.ndarray, points: np.ndarray, size: int = CROP) -> np.ndarray:

@@ -33,8 +33,8 @@ import numpy as np
 from f2f_cam.config import PipelineConfig
 from f2f_cam.errors import UserError
 from f2f_cam.quality import (
-    EXPRESSIONS, Track, face_crop, flicker, identity_keep, image_ssim, iris_offset, measure, pearson, ratio,
-    ratios_alike, region_psnr, sharpness,
+    EXPRESSIONS, Track, face_crop, flicker, identity_keep, image_ssim, iris_offset, masked_psnr, measure, pearson,
+    ratio, ratios_alike, region_psnr, sharpness,
 )
 from f2f_cam.registry import RETARGET_MODES
 
@@ -262,12 +262,13 @@ def pose_ssim_min(persona, mode: str, frames: list, precision: str, tick=None) -
 
 def self_reenactment(persona, dataset: Path | None, precision: str) -> dict:
     """The generator on the persona's held-out validation pairs: PSNR (dB), SSIM, L1 (on
-    [0, 1] images, as training validates), the sharpness ratio (generated over real
-    face crops, both at the persona's image size, the face box from the pair's
-    landmarks), and ``iris_offset``: the median, over the frames with a face found, of how
-    far the generated irises sit from the pair's own (``quality.iris_offset``, in eye
-    widths), beside ``iris_offset_real``, the same landmarker on the real photos (its own
-    error: the floor). ``{"available": False, "note": ...}`` when the dataset is not at
+    [0, 1] images, as training validates; also inside the face's outline, outside it,
+    and over the eyes alone: ``psnr_face``, ``psnr_rest``, ``psnr_eyes``), the sharpness
+    ratio (generated over real face crops, both at the persona's image size, the face
+    box from the pair's landmarks), and ``iris_offset``: the median, over the frames
+    with a face found, of how far the generated irises sit from the pair's own
+    (``quality.iris_offset``, in eye widths), beside ``iris_offset_real``, the same
+    landmarker on the real photos (its own error: the floor). ``{"available": False, "note": ...}`` when the dataset is not at
     hand."""
     if dataset is None:
         return {"available": False,
@@ -277,7 +278,7 @@ def self_reenactment(persona, dataset: Path | None, precision: str) -> dict:
 
     from f2f_cam.generator import Generator, to_image
     from f2f_cam.landmarks import LandmarkDetector
-    from trainers.data import PairedDataset
+    from trainers.data import EYE_OUTLINES, PairedDataset, parts_mask
     from trainers.dataset import load_dataset
     from trainers.metrics import image_metrics
 
@@ -287,7 +288,7 @@ def self_reenactment(persona, dataset: Path | None, precision: str) -> dict:
         return {"available": False, "note": f"self-reenactment skipped: {e}"}
     val = PairedDataset(meta, "val")
     gen = Generator(persona, precision=precision, student="never")
-    sums = {"psnr": 0.0, "ssim": 0.0, "l1": 0.0, "psnr_face": 0.0, "psnr_rest": 0.0}
+    sums = {"psnr": 0.0, "ssim": 0.0, "l1": 0.0, "psnr_face": 0.0, "psnr_rest": 0.0, "psnr_eyes": 0.0}
     fake_sharp, real_sharp = [], []
     iris: dict[str, list[float]] = {"iris_offset": [], "iris_offset_real": []}
 
@@ -299,9 +300,11 @@ def self_reenactment(persona, dataset: Path | None, precision: str) -> dict:
             for k, v in image_metrics(fake, b).items():
                 sums[k] += v.sum().item()
             for j, (f, r) in enumerate(zip((fake.float().clamp(-1, 1) + 1) / 2, (b + 1) / 2), start):
-                face, rest = region_psnr(f.permute(1, 2, 0).numpy(), r.permute(1, 2, 0).numpy(), val.points[j])
+                f, r = f.permute(1, 2, 0).numpy(), r.permute(1, 2, 0).numpy()
+                face, rest = region_psnr(f, r, val.points[j])
                 sums["psnr_face"] += face
                 sums["psnr_rest"] += rest
+                sums["psnr_eyes"] += masked_psnr(f, r, parts_mask(val.points[j], val.size, EYE_OUTLINES) > 0)
             for j, image in enumerate(to_image(fake), start):
                 fake_sharp.append(sharpness(face_crop(image, val.points[j])))
                 real_sharp.append(sharpness(face_crop(val.photos[j], val.points[j])))
@@ -385,7 +388,8 @@ def format_quality(r: dict) -> str:
     if s["available"]:
         lines.append(f"self-reenactment ({s['frames']} held-out pairs): PSNR {s['psnr']:.2f} dB, "
                      f"SSIM {s['ssim']:.3f}, L1 {s['l1']:.4f}, sharpness ratio {s['sharpness_ratio']:.3f}; "
-                     f"PSNR inside the face's outline {s['psnr_face']:.2f} dB, outside it {s['psnr_rest']:.2f} dB; "
+                     f"PSNR inside the face's outline {s['psnr_face']:.2f} dB, outside it {s['psnr_rest']:.2f} dB, "
+                     f"over the eyes {s['psnr_eyes']:.2f} dB; "
                      f"irises {_eyes(s['iris_offset'])} of an eye's width from the real ones' "
                      f"(the landmarker on the real photos: {_eyes(s['iris_offset_real'])})")
     else:

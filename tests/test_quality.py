@@ -61,6 +61,18 @@ def test_shape_ratios_of_a_known_face_do_not_change_with_pose():
     np.testing.assert_allclose(q.shape_ratios(moved), q.shape_ratios(p))
 
 
+def test_masked_psnr_counts_only_the_masked_pixels():
+    real = np.full((8, 8, 3), 0.5)
+    fake = real.copy()
+    fake[:4] += 0.1  # the top half off by 0.1: 20 dB there
+    top = np.zeros((8, 8), bool)
+    top[:4] = True
+    assert q.masked_psnr(fake, real, top) == pytest.approx(20.0)
+    assert q.masked_psnr(fake, real, ~top) == pytest.approx(100.0)  # exact: the 1e-10 floor
+    assert np.isnan(q.masked_psnr(fake, real, np.zeros((8, 8), bool)))
+    assert q.region_psnr(fake, real, np.array([[0, 0], [7, 0], [7, 3], [0, 3]]))[0] == pytest.approx(20.0)
+
+
 def test_iris_offset_is_in_eye_widths_averaged_over_both_eyes():
     p = face_points()  # each eye 20 wide
     p[468, :2], p[473, :2] = (-20, 40), (20, 40)  # the irises in the middle of their eyes
@@ -303,6 +315,7 @@ def test_bench_quality_json_has_every_figure(overlay_dataset, shaped_driver, tal
     assert s["iris_offset"] is None or s["iris_offset"] >= 0
     # The whole frame's error is the face's and the rest's together: its PSNR lies between theirs.
     assert min(s["psnr_face"], s["psnr_rest"]) - 0.5 <= s["psnr"] <= max(s["psnr_face"], s["psnr_rest"]) + 0.5
+    assert 0 < s["psnr_eyes"] < 100
     text = qb.format_quality(r)
     assert all(m in text for m in RETARGET_MODES) and all(f in text for f in qb.FIGURES)
 

@@ -2,6 +2,7 @@
 rebuild their own networks, and TrainConfig's own checks."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -11,7 +12,7 @@ from f2f_cam.persona import PersonaStore
 from trainers.checkpoint import build_generator_from_checkpoint, build_networks, load_checkpoint, save_checkpoint
 from trainers.config import TrainConfig
 from trainers.dataset import build_dataset
-from trainers.recipe import train_persona
+from trainers.recipe import resume_command, train_persona
 
 from conftest import run_cli
 
@@ -99,6 +100,14 @@ def test_an_older_dataset_is_rebuilt_and_a_lost_one_exports_without_a_model(smal
     p = export_checkpoint(r.checkpoint, "lost", force=True)
     assert p.expression is None and "expression" not in p.meta
     assert any("no expression model" in rec.getMessage() for rec in caplog.records)
+
+
+def test_the_advice_to_train_longer_repeats_the_runs_own_source_and_folder():
+    assert resume_command("me", Path("my clip.mp4"), None, None) == \
+        "f2f-cam train 'my clip.mp4' --name me --resume --force --minutes 30"
+    # A run from a dataset folder continues from it, in its own run folder.
+    assert resume_command("me", None, Path("/data/me-ds"), Path("/runs/me")) == \
+        "f2f-cam train --dataset /data/me-ds --name me --workdir /runs/me --resume --force --minutes 30"
 
 
 def test_resume_needs_a_checkpoint(small_dataset, tmp_path):

@@ -96,15 +96,16 @@ def face_box(points: np.ndarray, size: int) -> np.ndarray:
 
 
 # The parts ``--lambda-parts`` weighs: each eye (both lids) and the mouth (the outer lips).
-PART_OUTLINES = ((sketch.EYES[0], sketch.EYES[1]), (sketch.EYES[2], sketch.EYES[3]),
-                 (sketch.OUTER_LIPS[0], sketch.OUTER_LIPS[1]))
+EYE_OUTLINES = ((sketch.EYES[0], sketch.EYES[1]), (sketch.EYES[2], sketch.EYES[3]))
+PART_OUTLINES = (*EYE_OUTLINES, (sketch.OUTER_LIPS[0], sketch.OUTER_LIPS[1]))
 
 
-def parts_mask(points: np.ndarray, size: int) -> np.ndarray:
-    """(S, S) float32: 1 inside the eyes and the mouth of these (478, 2) landmarks, each
-    outline (its two chains) widened by 1/64 of the image (lashes, lip edges), else 0."""
+def parts_mask(points: np.ndarray, size: int, outlines=PART_OUTLINES) -> np.ndarray:
+    """(S, S) float32: 1 inside the eyes and the mouth (or ``outlines``: e.g. the eyes
+    alone, ``EYE_OUTLINES``) of these (478, 2) landmarks, each outline (its two chains)
+    widened by 1/64 of the image (lashes, lip edges), else 0."""
     mask = np.zeros((size, size), np.uint8)
-    for lower, upper in PART_OUTLINES:
+    for lower, upper in outlines:
         outline = np.concatenate([points[lower], points[upper][::-1]])[:, :2]
         cv2.fillPoly(mask, [np.round(outline).astype(np.int32)], 1)
     k = max(3, 2 * (size // 128) + 1)

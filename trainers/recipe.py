@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shlex
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -98,16 +99,25 @@ def train_persona(name: str, *, video: Path | None = None, dataset: Path | None 
         runs.update(run_dir, state="finished", stopped=facts["stopped"], persona=str(persona),
                     ranks_in_sync=len(set(hashes)) == 1 if hashes else None)
         if check:
-            source = "VIDEO" if video is None else str(video)
             verdict = check_persona(persona, meta, stopped=facts["stopped"], out_file=run_dir / "quality.json",
-                                    resume_command=f"`f2f-cam train {source} --name {name} --resume --force "
-                                                   f"--minutes 30` continues this run")
+                                    resume_command=f"`{resume_command(name, video, dataset, workdir)}` "
+                                                   "continues this run")
     return PersonaResult(
         stopped=facts["stopped"], epochs=facts["epochs"], steps=facts["steps"], seconds=facts["seconds"],
         device=facts["device"], precision=facts["precision"], run_dir=run_dir,
         checkpoint=Path(facts["checkpoint"]), persona=persona, val_l1=facts.get("val_l1"),
         val_psnr=facts.get("val_psnr"), val_ssim=facts.get("val_ssim"), rank=dd.rank, world_size=dd.world,
         verdict=verdict, student=facts.get("student"))
+
+
+def resume_command(name: str, video: Path | None, dataset: Path | None, workdir: Path | None) -> str:
+    """The command that continues this run for another 30 minutes: its video or dataset,
+    and its run folder where that is not the default one."""
+    source = shlex.quote(str(video)) if video is not None else "VIDEO"
+    if dataset is not None:
+        source = f"--dataset {shlex.quote(str(dataset))}"
+    where = f" --workdir {shlex.quote(str(workdir))}" if workdir else ""
+    return f"f2f-cam train {source} --name {name}{where} --resume --force --minutes 30"
 
 
 def teach_student(ckpt_path: Path, meta: dict, config: TrainConfig, progress: bool) -> dict | None:
