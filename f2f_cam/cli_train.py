@@ -89,8 +89,8 @@ def dataset(video, output, frames, size, val_fraction, seed, quiet):
               help="Discriminator scales (2+: pix2pixHD's multi-scale discriminator).")
 @click.option("--lambda-feat", type=float, default=0.0, show_default=True,
               help="Weight of pix2pixHD's discriminator feature matching (0: off; 10 in the paper).")
-@click.option("--lambda-parts", type=float, default=0.0, show_default=True,
-              help="Extra L1 on the eyes and mouth, as a share of the L1 weight (0: off).")
+@click.option("--lambda-parts", type=float, default=0.5, show_default=True,
+              help="Extra L1 on the eyes and mouth, as a share of the L1 weight (0: off): clean, placed eyes.")
 @click.option("--lambda-face", type=float, default=1.0, show_default=True,
               help="Weight of a second discriminator's GAN loss on the face's square alone (0: off).")
 @click.option("--decay-epochs", type=int, default=0, show_default=True, help="Linear lr decay over the last N epochs.")

@@ -46,7 +46,7 @@ class TrainConfig:
     gan_mode: str = "vanilla"  # vanilla (BCE with logits) | lsgan (MSE)
     num_D: int = 1  # discriminator scales: 1 is pix2pix's PatchGAN, 2+ pix2pixHD's multi-scale D
     lambda_feat: float = 0.0  # pix2pixHD's discriminator feature matching (10 in the paper; 0: off)
-    lambda_parts: float = 0.0  # extra L1 on the eyes and mouth, times lambda_l1 (0: off)
+    lambda_parts: float = 0.5  # extra L1 on the eyes and mouth, times lambda_l1 (0: off)
     # A second PatchGAN on the face square alone (trainers.networks.FaceDiscriminator);
     # its GAN loss in G's is weighted this much (0: no face discriminator). 1: sharper
     # faces on both real clips in the same 30 minutes (README, "Training options tried").
