@@ -10,8 +10,9 @@ kernel, and glibc's allocator told to keep freed memory (``tune_malloc``).
 Each setting runs in a fresh process, so none inherits another's heap, threads or
 allocator setting. The reference is measured twice: as it runs, and with our
 allocator setting too, so the speed-up owed to the allocator alone is visible. The
-last rows add the face discriminator `f2f-cam train` uses by default (``--lambda-face``):
-not the reference's networks, but what a default step costs.
+last rows add the losses `f2f-cam train` uses by default (the face discriminator of
+``--lambda-face``, the eyes' and mouth's L1 of ``--lambda-parts``): not the reference's
+networks, but what a default step costs.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ class Mode:
     channels_last: bool
     amp_dtype: torch.dtype | None
     tuned_malloc: bool
-    face: bool = False  # with today's face discriminator beside the PatchGAN (--lambda-face 1)
+    default_losses: bool = False  # train's default losses: the face discriminator and the parts' L1
 
 
 REFERENCE = "reference: eager fp32, NCHW"
@@ -45,10 +46,10 @@ MODES = (
     Mode("reference + tuned allocator", False, False, None, True),
     Mode("ours, fp32", True, True, None, True),
     Mode("ours, bf16", True, True, torch.bfloat16, True),
-    # Not the reference's networks: what `f2f-cam train` runs by default, so that its
-    # cost beside the rows above is in the same table.
-    Mode("ours, fp32 + face D", True, True, None, True, face=True),
-    Mode("ours, bf16 + face D", True, True, torch.bfloat16, True, face=True),
+    # Not the reference's networks and losses: what `f2f-cam train` runs by default, so
+    # that its cost beside the rows above is in the same table.
+    Mode("ours, fp32, train's defaults", True, True, None, True, default_losses=True),
+    Mode("ours, bf16, train's defaults", True, True, torch.bfloat16, True, default_losses=True),
 )
 
 
@@ -59,7 +60,7 @@ def time_steps(mode: Mode, ngf: int, size: int, batch_size: int, steps: int, dev
     dev = torch.device(device)
     fmt = torch.channels_last if mode.channels_last else torch.contiguous_format
     G = define_G("unet", size=size, ngf=ngf)
-    D = define_D("face", ndf=64, crop=size // 2) if mode.face else define_D("patch", ndf=64)
+    D = define_D("face", ndf=64, crop=size // 2) if mode.default_losses else define_D("patch", ndf=64)
     if mode.ours:
         G, D = prepare_models(G, D, dev, mode.amp_dtype)
         opt_G, opt_D = make_optimizers(G, D, 2e-4, 0.5, dev)
@@ -70,16 +71,21 @@ def time_steps(mode: Mode, ngf: int, size: int, batch_size: int, steps: int, dev
     scaler = torch.amp.GradScaler(device, enabled=False)
     a = (torch.rand(batch_size, 3, size, size, device=dev) * 2 - 1).contiguous(memory_format=fmt)
     b = (torch.rand(batch_size, 3, size, size, device=dev) * 2 - 1).contiguous(memory_format=fmt)
-    # A face of half the image's side in its middle, as trainers.data.face_box gives it.
-    boxes = torch.tensor([[0.0, 0.0, 0.5]], device=dev).expand(batch_size, 3) if mode.face else None
+    # A face of half the image's side in its middle, as trainers.data.face_box gives it,
+    # and its eyes and mouth: 2.5 % of the image, as trainers.data.parts_mask marks them.
+    boxes = parts = None
+    if mode.default_losses:
+        boxes = torch.tensor([[0.0, 0.0, 0.5]], device=dev).expand(batch_size, 3)
+        parts = (torch.rand(batch_size, 1, size, size, device=dev) < 0.025).float()
     amp = mode.amp_dtype
     autocast = lambda: torch.autocast(device, dtype=amp or torch.float32, enabled=amp is not None)  # noqa: E731
     crit = gan_loss("vanilla")
     times = []
     for _ in range(steps + 2):
         t = time.perf_counter()
-        train_step(G, D, opt_G, opt_D, scaler, crit, a, b, autocast, 100.0,
-                   boxes=boxes, lambda_face=1.0 if mode.face else 0.0)
+        train_step(G, D, opt_G, opt_D, scaler, crit, a, b, autocast, 100.0, parts=parts,
+                   lambda_parts=0.5 if mode.default_losses else 0.0, boxes=boxes,
+                   lambda_face=1.0 if mode.default_losses else 0.0)
         if device == "cuda":
             torch.cuda.synchronize()
         times.append(time.perf_counter() - t)
