@@ -114,6 +114,13 @@ def test_parts_l1_is_the_mean_error_over_the_masked_pixels():
     mask[:, :, :4] = 1
     assert parts_l1(fake, real, mask).item() == pytest.approx(0.5)
     assert parts_l1(fake, real, torch.zeros_like(mask)).item() == 0.0  # no parts: no loss, no NaN
+    # Per image: a small mask weighs as much as a large one (the mean over images of each
+    # one's error, not the error over all masked pixels together).
+    mask[1] = 0
+    mask[1, :, 4:] = 1  # the second image's mask on its exact bottom half
+    mask[0] = 0
+    mask[0, :, 0, 0] = 1  # the first's on one pixel off by 0.5
+    assert parts_l1(fake, real, mask).item() == pytest.approx(0.25)
 
 
 def test_parts_mask_covers_the_eyes_and_mouth_only():

@@ -138,9 +138,14 @@ def feature_matching_loss(pred_fake, pred_real) -> torch.Tensor:
 
 def parts_l1(fake: torch.Tensor, real: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Mean absolute error over the pixels where ``mask`` (B, 1, S, S) is 1 (the eyes
-    and the mouth, ``data.parts_mask``): (B, 3, S, S) images -> a scalar (0 without any)."""
+    and the mouth, ``data.parts_mask``): (B, 3, S, S) images -> a scalar (0 without any).
+
+    Per image, then the mean over the batch: each image weighs the same whatever the size
+    of its eyes and mouth, so a batch split over DDP processes (which average their
+    gradients) trains exactly as one process with the whole batch does."""
     m = mask.float()
-    return ((fake.float() - real.float()).abs() * m).sum() / (m.sum() * fake.shape[1]).clamp_min(1.0)
+    error = ((fake.float() - real.float()).abs() * m).sum((1, 2, 3))
+    return (error / (m.sum((1, 2, 3)) * fake.shape[1]).clamp_min(1.0)).mean()
 
 
 def train_step(G, D, opt_G, opt_D, scaler, crit, real_A, real_B, autocast, lambda_l1: float,
