@@ -268,8 +268,8 @@ def self_reenactment(persona, dataset: Path | None, precision: str) -> dict:
     box from the pair's landmarks), and ``iris_offset``: the median, over the frames
     with a face found, of how far the generated irises sit from the pair's own
     (``quality.iris_offset``, in eye widths), beside ``iris_offset_real``, the same
-    landmarker on the real photos (its own error: the floor). ``{"available": False, "note": ...}`` when the dataset is not at
-    hand."""
+    landmarker on the real photos (its own error: the floor).
+    ``{"available": False, "note": ...}`` when the dataset is not at hand."""
     if dataset is None:
         return {"available": False,
                 "note": f"no dataset of persona '{persona.name}' at hand (looked for the one recorded in "

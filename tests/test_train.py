@@ -156,9 +156,11 @@ def test_two_process_ddp_matches_one_process(tiny_dataset, tmp_path):
     # 2x2 maps) magnify summation order chaotically, to 4e-4 (two steps' worth) on some
     # generated clips by step 3, with PyTorch's for-loop Adam and its fused one alike.
     # Measured after one step of lr 2e-4: mean |diff| 2e-11 to 5e-11, max 5e-7 to 1.1e-5
-    # (weights whose gradient is ~eps); with the face discriminator of today's defaults
-    # (its crop's bilinear backward sums more terms) mean 4.6e-10, max 1.0e-4. A wrong
-    # split of the global batch moves most weights by up to lr: the mean says which.
+    # (weights whose gradient is ~eps); with the face discriminator (its crop's bilinear
+    # backward sums more terms) mean 4.6e-10, max 1.0e-4; with today's default losses (that
+    # and the per-image parts L1) mean 6.2e-11, max 5.1e-6. A wrong split of the global
+    # batch moves most weights by up to lr, and a loss normalised per process (the parts L1
+    # pooled over each process's mask area) gave mean 9e-7: the mean says which.
     two = _ddp_worker(tiny_dataset, tmp_path / "ddp1", 2, 2, 1)
     one = _ddp_worker(tiny_dataset, tmp_path / "one1", 1, 4, 1)
     assert two["step"] == one["step"] == 1 and len(set(two["rank_G_sha1"])) == 1
