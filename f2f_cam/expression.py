@@ -62,6 +62,15 @@ GAZE_SCORES = tuple(range(11, 19))
 # half (eyes, brows, the face above the nose tip) by the brow, eye, cheek-squint and
 # sneer scores; the lower half (mouth, jaw, cheeks, the nose below its tip) by the
 # cheek, jaw, mouth and sneer scores. Both also by yaw and pitch. See ``_build``.
+# Where the eyes look (``gaze``): each iris's place between its eye's inner (0) and outer
+# (1) corner, u_right and u_left, as two numbers: "side", (u_right - u_left) / 2, 0 for
+# irises set alike in both eyes (looking along the face's own axis), positive towards
+# the face's right; and "spread", (u_right + u_left) / 2, 0.5 for irises in the middle
+# of both eyes, less for eyes turned in (near things: d6, recorded looking at a phone
+# held close, 0.40; four other people looking at their camera, 0.52-0.53).
+# Per eye: the iris centre, its ring, the outer and the inner corner.
+IRISES = ((468, range(468, 473), 33, 133), (473, range(473, 478), 263, 362))
+GAZE_PERCENTILES = (1.0, 99.0)  # the range of gaze a persona is driven within: what its frames show
 UPPER_SCORES = (*range(1, 6), 7, 8, *range(9, 23), 50, 51)
 LOWER_SCORES = (6, 7, 8, *range(23, 52))
 SPLIT_POINT = 1  # the nose tip: points of the mean face above it are the upper half
@@ -179,6 +188,16 @@ class ExpressionModel:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "arrays", check_arrays(self.arrays))
+        ranges = self.facts.get("gaze_range")
+        if ranges is not None and not _gaze_range_ok(ranges):
+            raise ModelError(f"gaze_range must be [[low, high], [low, high]] within [-1, 1], got {str(ranges)[:80]}")
+
+    @property
+    def gaze_range(self) -> np.ndarray | None:
+        """(2, 2): the low and high of ``gaze``'s side and spread that the persona's frames
+        show (their 1st and 99th percentiles); None for a model fitted before it was recorded."""
+        ranges = self.facts.get("gaze_range")
+        return None if ranges is None else np.array(ranges, np.float64)
 
     @property
     def components(self) -> int:
@@ -208,7 +227,7 @@ class ExpressionModel:
         return place(shape, np.append(p, 1.0) @ a["pose_map"], a["placement"])
 
     def drive(self, scores: np.ndarray, matrix: np.ndarray, neutral_scores: np.ndarray,
-              neutral_matrix: np.ndarray, smooth=None) -> np.ndarray:
+              neutral_matrix: np.ndarray, smooth=None, gaze: np.ndarray | None = None) -> np.ndarray:
         """A user's face -> the persona's landmarks (478, 2), persona image px.
 
         The user's scores move the persona's neutral scores by as much as they differ
@@ -218,13 +237,23 @@ class ExpressionModel:
         persona stays at the size and place it was trained at, so any distance works.
         ``smooth``: ``(scores, pose) -> (scores, pose)`` applied to the user's scores and
         pose first (the pipeline's ``ExpressionSmoother``).
+        ``gaze``: where the user looks left and right (``gaze`` of their landmarks). The
+        persona's irises are then put there, within the range its frames show, instead of
+        where the eye scores relative to the user's neutral face put them: a user who looks
+        into the camera gets a persona who looks at the viewer, even one recorded looking
+        at a screen beside the lens (d6's irises sat 0.04-0.07 of an eye aside, driven).
+        A model without ``gaze_range`` (fitted before it was recorded) ignores it.
         """
         pose = head_pose(matrix, neutral_matrix)
         pose[3:] = NEUTRAL_POSE[3:]  # scale 1, no shift
         scores = np.asarray(scores, np.float64)
         if smooth is not None:
             scores, pose = smooth(scores, pose)
-        return self.predict(self.neutral_scores + (scores - np.asarray(neutral_scores, np.float64)), pose)
+        shape = self.predict(self.neutral_scores + (scores - np.asarray(neutral_scores, np.float64)), pose)
+        ranges = self.gaze_range
+        if gaze is None or ranges is None or not np.isfinite(gaze).all():
+            return shape
+        return look(shape, np.clip(gaze, ranges[:, 0], ranges[:, 1]))
 
     def to_bytes(self) -> bytes:
         """``expression.npz``: plain float32 arrays (loads with ``allow_pickle=False``)."""
@@ -241,6 +270,35 @@ class ExpressionModel:
         except Exception as e:  # a damaged zip, a pickled array, not an npz at all
             raise ModelError(f"not a readable .npz ({type(e).__name__}: {e})") from None
         return cls(arrays, dict(facts or {}))
+
+
+def gaze(points: np.ndarray) -> np.ndarray:
+    """Where a face's eyes look, from its (478, 2+) landmarks: (side, spread), see
+    ``IRISES``. In eye widths; a glance to a corner moves side by about 0.2-0.3."""
+    p = np.asarray(points, np.float64)[:, :2]
+    u = []
+    for centre, _, outer, inner in IRISES:
+        axis = p[outer] - p[inner]
+        u.append(float((p[centre] - p[inner]) @ axis / max(float(axis @ axis), 1e-12)))
+    return np.array([(u[0] - u[1]) / 2, (u[0] + u[1]) / 2])
+
+
+def look(shape: np.ndarray, target) -> np.ndarray:
+    """``shape`` (478, 2) with both irises moved along their eyes so that its ``gaze`` is
+    ``target`` (side, spread); the eyelids and the irises' height stay."""
+    out = np.array(shape, np.float32)
+    side, spread = np.asarray(target, np.float64) - gaze(out)
+    for step, (_, ring, outer, inner) in zip((spread + side, spread - side), IRISES):
+        out[list(ring), :2] += step * (out[outer, :2] - out[inner, :2])
+    return out
+
+
+def _gaze_range_ok(ranges) -> bool:
+    try:
+        a = np.array(ranges, np.float64)
+    except (TypeError, ValueError):
+        return False
+    return a.shape == (2, 2) and bool(np.isfinite(a).all() and (np.abs(a) <= 1).all() and (a[:, 0] <= a[:, 1]).all())
 
 
 def place(shape: np.ndarray, where: np.ndarray, placement: np.ndarray) -> np.ndarray:
@@ -423,5 +481,6 @@ def fit(landmarks: np.ndarray, scores: np.ndarray, matrices: np.ndarray, canonic
     facts = {"kind": "ridge", "split": split, "alpha": float(best), "frames": n, "components": model.components,
              "heldout_frames": n - cut, "heldout_median_px": round(float(np.median(err)), 3),
              "heldout_p95_px": round(float(np.percentile(err, 95)), 3),
-             "face_width_px": round(float(placement[2]), 2)}
+             "face_width_px": round(float(placement[2]), 2),
+             "gaze_range": np.percentile([gaze(p) for p in lm], GAZE_PERCENTILES, axis=0).T.round(4).tolist()}
     return ExpressionModel(model.arrays, facts)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from f2f_cam.expression import turn
+from f2f_cam.expression import gaze, turn
 from f2f_cam.landmarks import BLENDSHAPE_NAMES
 
 # The expression series compared between driver and output: name -> the blendshape
@@ -106,6 +106,15 @@ def iris_offset(points: np.ndarray, truth: np.ndarray) -> float:
     width (corner to corner). 0.1 is a tenth of the eye off (an iris is ~0.4 of it wide)."""
     p, q = np.asarray(points, np.float64)[:, :2], np.asarray(truth, np.float64)[:, :2]
     return float(np.mean([np.linalg.norm(p[i] - q[i]) / np.linalg.norm(q[a] - q[b]) for i, a, b in _IRISES]))
+
+
+def gaze_offset(driver: np.ndarray, output: np.ndarray) -> float | None:
+    """How far the output looks from where the driver looks, left and right: the median
+    over frames of |side| difference (``expression.gaze``, in eye widths; (T, 2) arrays,
+    NaN rows left out). None without a frame where both have a face."""
+    d, o = np.asarray(driver, np.float64)[:, 0], np.asarray(output, np.float64)[:, 0]
+    ok = np.isfinite(d) & np.isfinite(o)
+    return float(np.median(np.abs(o[ok] - d[ok]))) if ok.any() else None
 
 
 def identity_keep(output: np.ndarray, driver: np.ndarray, persona: np.ndarray,
@@ -234,6 +243,7 @@ class FaceSample:
     crop: np.ndarray  # (CROP, CROP) grey uint8
     sharpness: float
     turn: np.ndarray  # (2,) yaw, pitch (deg) as the image shows the head (expression.turn)
+    gaze: np.ndarray  # (2,) where the eyes look: side, spread (expression.gaze, eye widths)
 
 
 @dataclass(frozen=True)
@@ -258,6 +268,10 @@ class Track:
     def ratios(self) -> np.ndarray:
         """(T, 5) face-shape ratios."""
         return self._stack("ratios", len(RATIOS))
+
+    def gazes(self) -> np.ndarray:
+        """(T, 2) where the eyes look: side and spread (``expression.gaze``)."""
+        return self._stack("gaze", 2)
 
     def turns(self) -> np.ndarray:
         """(T, 2) head yaw and pitch (deg)."""
@@ -305,7 +319,7 @@ class FaceMeter:
             return
         crop = face_crop(frame, face.points)
         self.samples.append(FaceSample(expression_scores(face.blendshapes), shape_ratios(face.points),
-                                       crop, sharpness(crop), turn(face.pose)))
+                                       crop, sharpness(crop), turn(face.pose), gaze(face.points)))
 
     def track(self) -> Track:
         return Track(list(self.samples))

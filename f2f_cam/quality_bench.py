@@ -33,7 +33,7 @@ import numpy as np
 from f2f_cam.config import PipelineConfig
 from f2f_cam.errors import UserError
 from f2f_cam.quality import (
-    EXPRESSIONS, Track, face_crop, flicker, identity_keep, image_ssim, iris_offset, masked_psnr, measure, pearson,
+    EXPRESSIONS, Track, face_crop, flicker, gaze_offset, identity_keep, image_ssim, iris_offset, masked_psnr, measure, pearson,
     ratio, ratios_alike, region_psnr, sharpness,
 )
 from f2f_cam.registry import RETARGET_MODES
@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 OUT_SIZE = (512, 512)  # the persona layout the output is measured at
 DEFAULT_FRAMES = 105  # per driver: 7 s of a generated driver at 15 fps, one cycle of its expressions
 FIGURES = ("face_rate", "expr_r", *(f"expr_r_{k}" for k in EXPRESSIONS), "identity_keep",
-           "sharpness_ratio", "flicker_ratio", "pose_ssim_min")
+           "sharpness_ratio", "flicker_ratio", "gaze_offset", "pose_ssim_min")
 # The pose grid: scales x shifts (fractions of the frame width and height: to the top left
 # and the bottom right corner), each against the centred driver at scale 1.
 POSE_SCALES = (0.6, 1.0, 1.4)
@@ -216,6 +216,7 @@ def driver_figures(driver: Track, output: Track, ref: Reference) -> dict:
         "identity_keep": identity_keep(output.ratios(), driver.ratios(), ref.ratios_like(output)),
         "sharpness_ratio": ratio(output.sharpness(), ref.sharpness),
         "flicker_ratio": ratio(flicker(output.crops()), flicker(driver.crops())),
+        "gaze_offset": gaze_offset(driver.gazes(), output.gazes()),
     }
 
 

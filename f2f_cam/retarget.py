@@ -23,6 +23,7 @@ import logging
 
 import numpy as np
 
+from f2f_cam.expression import gaze
 from f2f_cam.geometry import STABLE_POINTS, apply_affine, fit_similarity
 from f2f_cam.landmarks import Face
 from f2f_cam.persona import Persona
@@ -87,7 +88,7 @@ class Retargeter:
             self._neutral_scores = np.array(face.blendshapes, np.float32)
             self._neutral_pose = np.array(face.pose, np.float32)
         return self.persona.expression.drive(face.blendshapes, face.pose, self._neutral_scores, self._neutral_pose,
-                                             smooth)
+                                             smooth, gaze=gaze(face.points))
 
     def _raw(self, points: np.ndarray, frame_size: tuple[int, int]) -> np.ndarray:
         # Map the camera frame onto the training frame (same height, centred), then

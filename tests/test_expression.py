@@ -177,6 +177,79 @@ def test_the_users_neutral_maps_to_the_personas_neutral(expression_persona):
     assert np.allclose(model.drive(more, m, user_neutral, m), model.predict(want), atol=1e-4)
 
 
+def eyes(u_right: float, u_left: float, lift: float = 0.0) -> np.ndarray:
+    """(478, 2) points: two eyes 40 px wide, their corners level, each iris (centre and
+    ring) at ``u`` of the way from its inner corner to its outer one, ``lift`` px above
+    the corners' line."""
+    p = np.zeros((478, 2))
+    for (centre, ring, outer, inner), u, x_inner, x_outer in zip(ex.IRISES, (u_right, u_left),
+                                                                 (90.0, 110.0), (50.0, 150.0)):
+        p[inner], p[outer] = (x_inner, 100.0), (x_outer, 100.0)
+        at = np.array([x_inner + u * (x_outer - x_inner), 100.0 - lift])
+        p[list(ring)] = at + np.array([[0, 0], [6, 0], [0, -6], [-6, 0], [0, 6]])
+        assert centre == ring[0]
+    return p
+
+
+def test_gaze_is_where_the_irises_sit_between_the_corners():
+    assert np.allclose(ex.gaze(eyes(0.5, 0.5)), [0.0, 0.5])  # straight ahead, the irises centred
+    assert np.allclose(ex.gaze(eyes(0.4, 0.4)), [0.0, 0.4])  # turned in (a near thing), not aside
+    assert np.allclose(ex.gaze(eyes(0.7, 0.3)), [0.2, 0.5])  # to the face's right
+    assert np.allclose(ex.gaze(eyes(0.7, 0.3, lift=5) * 3 + 11), [0.2, 0.5])  # up a little, bigger, moved
+    # look() moves only the irises, along their eyes, to the gaze asked for.
+    before = eyes(0.45, 0.35, lift=3)
+    after = ex.look(before, [-0.1, 0.55])
+    assert np.allclose(ex.gaze(after), [-0.1, 0.55], atol=1e-6)
+    iris = [i for _, ring, _, _ in ex.IRISES for i in ring]
+    rest = np.setdiff1d(np.arange(478), iris)
+    assert np.array_equal(after[rest], before[rest].astype(np.float32))
+    assert np.allclose(after[iris, 1], before[iris, 1])  # the irises' height stays
+    ring = list(ex.IRISES[0][1])
+    assert np.allclose(after[ring] - after[ring[0]], before[ring] - before[ring[0]], atol=1e-4)  # each moved whole
+
+
+def test_a_driven_persona_looks_where_the_user_looks_within_what_it_showed():
+    canonical, basis = known_map()
+    scores, matrices = frames(80, seed=0)
+    seen = truth(canonical, basis, scores, matrices)
+    rng = np.random.default_rng(2)
+    for k, frame in enumerate(seen):  # where the persona looked: side -0.1..0.05, spread 0.38..0.46
+        frame[:] = ex.look(frame, [rng.uniform(-0.1, 0.05), rng.uniform(0.38, 0.46)])
+    model = ex.fit(seen, scores, matrices, canonical, neutral_index=0)
+    want = np.percentile([ex.gaze(f) for f in seen], ex.GAZE_PERCENTILES, axis=0).T
+    assert np.allclose(model.gaze_range, want, atol=1e-4)
+    assert -0.1 <= model.gaze_range[0, 0] < model.gaze_range[0, 1] <= 0.05
+    m = pose_matrix()
+    user = np.zeros(52)
+    plain = model.drive(user, m, user, m)
+    inside = model.drive(user, m, user, m, gaze=np.array([0.02, 0.4]))
+    assert np.allclose(ex.gaze(inside), [0.02, 0.4], atol=1e-5)
+    iris = [i for _, ring, _, _ in ex.IRISES for i in ring]
+    rest = np.setdiff1d(np.arange(478), iris)
+    assert np.allclose(inside[rest], plain[rest])  # only the irises moved
+    # A glance further than the persona ever looked, eyes less turned in than hers: clamped.
+    far = model.drive(user, m, user, m, gaze=np.array([0.3, 0.55]))
+    assert np.allclose(ex.gaze(far), model.gaze_range[:, 1], atol=1e-5)
+    assert np.allclose(model.drive(user, m, user, m, gaze=np.array([np.nan, 0.5])), plain)  # no reading: as fitted
+    # A model fitted before the range was recorded draws the irises where its scores put them.
+    older = ex.ExpressionModel(model.arrays, {k: v for k, v in model.facts.items() if k != "gaze_range"})
+    assert older.gaze_range is None
+    assert np.allclose(older.drive(user, m, user, m, gaze=np.array([0.02, 0.4])), plain)
+
+
+@pytest.mark.parametrize("bad", [[0.1, 0.2], [[0.1, 0.0], [0.4, 0.5]], [[0, 1], [0, 2]], "wide", [[0, None], [0, 1]]])
+def test_a_bad_gaze_range_is_a_corrupt_persona(expression_persona, tmp_path, bad):
+    folder, _ = expression_persona
+    broken = tmp_path / "tinyg"
+    shutil.copytree(folder, broken)
+    meta = json.loads((broken / "persona.json").read_text())
+    meta["expression"]["gaze_range"] = bad
+    (broken / "persona.json").write_text(json.dumps(meta))
+    with pytest.raises(UserError) as e:
+        pf.read_persona(broken)
+    assert "is corrupt" in str(e.value) and "gaze_range" in str(e.value) and "\n" not in str(e.value)
+
+
 # -- stored in the persona ---------------------------------------------------------
 
 def test_model_round_trips_through_folder_and_archive(expression_persona, tmp_path):
@@ -313,10 +386,19 @@ def test_expression_retargeting_follows_the_mouth_and_keeps_the_personas_shape(e
     # and pose draws the same persona face.
     f = pairs[5][0]
     wide = Face(f.points * np.array([1.3, 1.0, 1.0], np.float32), f.blendshapes, f.pose)
-    assert np.allclose(r(wide, size), r(f, size))
-    # Calibrated on a face, that face is the persona's neutral face at its mean pose.
+    iris = [i for _, ring, _, _ in ex.IRISES for i in ring]
+    rest = np.setdiff1d(np.arange(478), iris)
+    assert np.allclose(r(wide, size)[rest], r(f, size)[rest])
+    # The irises' place in the eyes is read from the user's points: a stretch moves it
+    # a little (an iris off its eye's axis projects differently), within 0.1 px here.
+    assert np.abs(r(wide, size)[iris] - r(f, size)[iris]).max() < 0.1
+    # Calibrated on a face, that face is the persona's neutral face at its mean pose,
+    # looking where the user looks (within the persona's range).
     r.calibrate(f)
-    assert np.allclose(r(f, size), persona.expression.predict(persona.expression.neutral_scores), atol=1e-3)
+    model = persona.expression
+    look = np.clip(ex.gaze(f.points), model.gaze_range[:, 0], model.gaze_range[:, 1])
+    assert np.allclose(r(f, size), ex.look(model.predict(model.neutral_scores), look), atol=1e-3)
+    assert np.allclose(ex.gaze(r(f, size)), look, atol=1e-5)
 
 
 def test_video_with_expression_retargeting(expression_persona, talking_head, tmp_path):

@@ -5,7 +5,8 @@ import dataclasses
 import pytest
 import torch
 
-from trainers.config import TrainConfig, model_args
+from f2f_cam.errors import UserError
+from trainers.config import ARCH_FIELDS, TrainConfig, model_args
 from trainers.checkpoint import build_networks
 from trainers.networks import MultiscaleDiscriminator, NLayerDiscriminator
 from trainers.step import feature_matching_loss, gan_loss, gan_loss_scales, scales
@@ -59,6 +60,37 @@ def test_model_args_pick_the_discriminator():
     assert args["D"] == {"kind": "multiscale", "ndf": 8, "n_layers": 3, "norm": "instance", "num_D": 2}
     _, D = build_networks(args)
     assert isinstance(D, MultiscaleDiscriminator) and len(D.scales) == 2
+
+
+def test_the_blur_removes_a_checkerboard_and_keeps_a_flat_or_smooth_image():
+    from trainers.networks import Blur
+
+    blur = Blur(2)
+    assert list(blur.parameters()) == [] and "kernel" in blur.state_dict()  # fixed, saved with the network
+    board = torch.zeros(1, 2, 16, 16)
+    board[..., ::2, ::2] = 1.0  # what a stride-2 transposed convolution's uneven weights draw
+    assert torch.allclose(blur(board)[..., 2:-2, 2:-2], torch.full((1, 2, 12, 12), 0.25))
+    flat = torch.full((1, 2, 16, 16), 0.7)
+    assert torch.allclose(blur(flat), flat)  # edges repeated: no dark border
+    ramp = torch.arange(16.0).expand(1, 2, 16, 16)
+    assert torch.allclose(blur(ramp)[..., 1:-1], ramp[..., 1:-1])  # a smooth gradient passes
+
+
+def test_blur_up_puts_the_blur_after_the_last_upsamplings():
+    from trainers.networks import Blur, define_G
+
+    assert "blur_up" not in model_args(TrainConfig())["G"]  # off: older checkpoints' arguments, unchanged
+    args = model_args(TrainConfig(size=64, ngf=8, ndf=8, blur_up=2))
+    assert args["G"]["blur_up"] == 2 and "blur_up" in ARCH_FIELDS  # a checkpoint of another kind cannot resume
+    G, _ = build_networks(args)
+    blurred = [name for name, m in G.named_modules() if isinstance(m, Blur)]
+    assert blurred == [f"up.{len(G.up) - 1}.2", "final.2"]  # the last decoder block's and the output's
+    assert not any(isinstance(m, Blur) for m in define_G("unet", size=64, ngf=8).modules())
+    with pytest.raises(UserError, match="--blur-up"):
+        TrainConfig(blur_up=-1)
+    x = torch.rand(1, 3, 64, 64) * 2 - 1
+    G.eval()
+    assert torch.equal(torch.jit.script(G)(x), G(x))  # exports as the runtime loads it
 
 
 def test_training_with_multiscale_d_and_feature_matching_resumes(talking_head, tmp_path):

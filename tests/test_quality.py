@@ -200,6 +200,7 @@ def test_an_output_that_is_the_driver_follows_it_exactly(clips):
     assert f["expr_r_jaw"] == pytest.approx(1.0) and f["expr_r"] == pytest.approx(1.0)
     assert f["sharpness_ratio"] == pytest.approx(1.0) and f["flicker_ratio"] == pytest.approx(1.0)
     assert f["identity_keep"] is None  # driver and persona are the same face
+    assert f["gaze_offset"] == 0.0
 
 
 def test_identity_keep_tells_the_persona_shape_from_the_driver_shape(clips):
@@ -284,7 +285,7 @@ def sane(figures: dict, keys=qb.FIGURES) -> None:
             continue
         if k.startswith("expr_r") or k == "pose_ssim_min":
             assert -1.0 <= v <= 1.0, (k, v)
-        elif k in ("face_rate", "identity_keep"):
+        elif k in ("face_rate", "identity_keep", "gaze_offset"):
             assert 0.0 <= v <= 1.0, (k, v)
         else:
             assert v > 0, (k, v)

@@ -63,6 +63,28 @@ def test_what_the_video_lacks_is_the_advice(change, advice):
     assert len(v.advice) == 1 and advice in v.advice[0]
 
 
+def test_eyes_drawn_worse_than_the_face_are_named():
+    clean = dict(GOOD, psnr_face=29.0, psnr_eyes=24.0)  # 5 dB below: the eyes look like eyes
+    v = judge(clean, coverage(_meta()), EXPR, stopped="done", resume_command=RESUME)
+    assert v.level == "good" and v.advice == [] and "the eyes 24.0 dB" in v.summary
+    smeared = dict(GOOD, psnr_face=29.0, psnr_eyes=21.5)
+    v = judge(smeared, coverage(_meta()), EXPR, stopped="done", resume_command=RESUME)
+    assert v.level == "usable" and len(v.advice) == 1
+    assert "the eyes come out smeared or speckled (7.5 dB below" in v.advice[0] and "--lambda-parts" in v.advice[0]
+    assert "train longer" not in v.advice[0]  # it ran its epochs
+    v = judge(smeared, coverage(_meta()), EXPR, stopped="time budget", resume_command=RESUME)
+    assert len(v.advice) == 2 and "train longer" in v.advice[1]
+
+
+def test_a_persona_whose_eyes_never_moved_is_told_to_look_around():
+    still = dict(EXPR, gaze_range=[[0.004, 0.044], [0.51, 0.56]])  # the generated astronaut's
+    v = judge(GOOD, coverage(_meta()), still, stopped="done", resume_command=RESUME)
+    assert v.advice == ["the eyes hardly move: look left and right a few times while recording, or the persona "
+                        "will keep looking ahead whatever your eyes do"]
+    moving = dict(EXPR, gaze_range=[[-0.16, 0.09], [0.29, 0.49]])  # d6's
+    assert judge(GOOD, coverage(_meta()), moving, stopped="done", resume_command=RESUME).advice == []
+
+
 def test_a_blurry_persona_stopped_by_the_budget_is_told_to_train_longer():
     blurry = {"psnr": GOAL_PSNR - 3, "ssim": 0.8, "sharpness_ratio": 0.8}
     v = judge(blurry, coverage(_meta()), EXPR, stopped="time budget", resume_command=RESUME)

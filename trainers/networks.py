@@ -53,16 +53,34 @@ def cat_skip(x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
     return torch.cat([x, skip], 1)
 
 
+class Blur(nn.Module):
+    """A fixed [1, 2, 1] x [1, 2, 1] / 16 low-pass over each channel (edges repeated): after
+    a stride-2 transposed convolution it removes the 2-pixel checkerboard that such a layer
+    draws (zero response at that period), as anti-aliased upsampling does (StyleGAN2's
+    upfirdn). No parameters; its kernel is a buffer, so it travels with the network."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        k = torch.tensor([1.0, 2.0, 1.0])
+        self.register_buffer("kernel", (torch.outer(k, k) / 16).expand(channels, 1, 3, 3).contiguous())
+        self.channels = channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), self.kernel.to(x.dtype), groups=self.channels)
+
+
 class UnetGenerator(nn.Module):
     """The pix2pix U-Net: encoder C64-C128-C256-C512-C512-..., mirrored decoder with
     skip connections, BatchNorm, dropout in the first decoder blocks, tanh output.
 
     It downsamples log2(size) times, to a 1x1 bottleneck (8 times at 256 px).
-    Input and output: (N, 3, size, size) in [-1, 1].
+    Input and output: (N, 3, size, size) in [-1, 1]. ``blur_up``: the last this many
+    upsamplings (the output layer's first) are followed by a fixed ``Blur`` (0: none, as
+    in pix2pix).
     """
 
     def __init__(self, size: int = 256, ngf: int = 64, in_ch: int = 3, out_ch: int = 3,
-                 n_dropout: int = 3, norm: str = "batch"):
+                 n_dropout: int = 3, norm: str = "batch", blur_up: int = 0):
         super().__init__()
         Norm = norm_layer(norm)
         if size not in INNER_SIZES:
@@ -84,12 +102,15 @@ class UnetGenerator(nn.Module):
         self.up = nn.ModuleList()
         for j, i in enumerate(reversed(range(1, n))):  # decoder block j produces chans[i-1]
             c_in = chans[i] if j == 0 else chans[i] * 2  # bottleneck alone, then concat skip
-            layers = [nn.ReLU(), nn.ConvTranspose2d(c_in, chans[i - 1], 4, 2, 1, bias=False),
-                      Norm(chans[i - 1])]
+            layers = [nn.ReLU(), nn.ConvTranspose2d(c_in, chans[i - 1], 4, 2, 1, bias=False)]
+            if n - 1 - j < blur_up:  # block j is the (n - 1 - j)-th upsampling from the output, counting the output's as 0
+                layers.append(Blur(chans[i - 1]))
+            layers.append(Norm(chans[i - 1]))
             if j < n_dropout:
                 layers.append(nn.Dropout(0.5))
             self.up.append(nn.Sequential(*layers))
-        self.final = nn.Sequential(nn.ReLU(), nn.ConvTranspose2d(chans[0] * 2, out_ch, 4, 2, 1), nn.Tanh())
+        final = [nn.ReLU(), nn.ConvTranspose2d(chans[0] * 2, out_ch, 4, 2, 1)]
+        self.final = nn.Sequential(*final, *([Blur(out_ch)] if blur_up > 0 else []), nn.Tanh())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         skips: list[torch.Tensor] = []

@@ -34,6 +34,16 @@ SHOWS = {  # name: (blendshapes averaged, least p99, advice)
     "smile": (("mouthSmileLeft", "mouthSmileRight"), 0.3, "hardly any smiling: smile a few times while recording"),
     "brow": (("browInnerUp",), 0.2, "the eyebrows hardly move: raise them a few times while recording"),
 }
+# Eyes that are drawn worse than the rest of the face (smeared, speckled, doubled) show
+# as a PSNR over the eyes this far below the PSNR inside the face's outline (bench
+# --quality's psnr_eyes and psnr_face): d6 and d14 at 30 minutes with the face
+# discriminator alone, whose eye crops show speckled whites and reddish irises, 6.7 and
+# 7.5 dB; with the parts' L1 (the default), clean in the crops, 5.0 and 5.2 dB.
+EYES_GAP_DB = 6.0
+# Where the eyes looked (expression.gaze's side, 1st to 99th percentile, eye widths):
+# less than this and the persona cannot follow a user's glances (d6 0.25, d14 0.65; the
+# generated astronaut clip, which moves the whole face and never the eyes, 0.04).
+LEAST_GAZE_RANGE = 0.1
 LEAST_YAW_RANGE = 10.0  # deg
 LEAST_FRAMES = 200
 MOST_SKIPPED = 0.2  # share of sampled frames without exactly one face
@@ -78,21 +88,34 @@ def judge(self_figures: dict, cover: dict, expression_facts: dict | None, *, sto
     if psnr is None:
         level, summary = "usable", "no validation figures (the dataset was not at hand)"
     else:
-        good = psnr >= GOAL_PSNR and sharp >= GOAL_SHARPNESS
+        eyes, face = self_figures.get("psnr_eyes"), self_figures.get("psnr_face")
+        eyes_poor = eyes is not None and face is not None and face - eyes > EYES_GAP_DB
+        good = psnr >= GOAL_PSNR and sharp >= GOAL_SHARPNESS and not eyes_poor
         weak = psnr < FLOOR_PSNR or sharp < FLOOR_SHARPNESS
         level = "good" if good else "weak" if weak else "usable"
         summary = (f"on held-out frames of its video {psnr:.1f} dB PSNR (goal {GOAL_PSNR:.0f}), "
                    f"SSIM {self_figures['ssim']:.3f}, sharpness {sharp:.2f} of the real frames "
                    f"(goal {GOAL_SHARPNESS:.2f})")
-        if not good and stopped in ("time budget", "max steps"):
+        if eyes is not None:
+            summary += f", the eyes {eyes:.1f} dB"
+        running_out = stopped in ("time budget", "max steps")
+        if not good and running_out:
             advice.append(f"the generator was still improving when time ran out: train longer "
                           f"({resume_command})")
+        if eyes_poor:
+            advice.append(f"the eyes come out smeared or speckled ({face - eyes:.1f} dB below the rest of the face "
+                          f"on held-out frames): " + ("train longer, " if running_out else "")
+                          + "and keep `--lambda-parts` above 0 (the extra L1 on the eyes and the mouth)")
     if expression_facts:
         summary += (f"; expression model {expression_facts['heldout_median_px']:.1f} px median error on "
                     f"new frames (face {expression_facts['face_width_px']:.0f} px wide)")
     for name, (_, least, text) in SHOWS.items():
         if cover[f"{name}_p99"] < least:
             advice.append(text)
+    gaze = (expression_facts or {}).get("gaze_range")
+    if gaze is not None and gaze[0][1] - gaze[0][0] < LEAST_GAZE_RANGE:
+        advice.append("the eyes hardly move: look left and right a few times while recording, or the persona "
+                      "will keep looking ahead whatever your eyes do")
     if cover["yaw_range_deg"] < LEAST_YAW_RANGE:
         advice.append(f"the head turns only {cover['yaw_range_deg']:.0f} degrees: turn it a little left and "
                       "right while recording, or the persona will not follow your head turns")
