@@ -58,10 +58,6 @@ VIEW_ROLL_GAIN = -0.12
 # 11-18): where the eyes look. The persona's neutral gaze is their median over its
 # frames, not its neutral frame's (see ``fit``).
 GAZE_SCORES = tuple(range(11, 19))
-# The scores that move each half of the face (``BLENDSHAPE_NAMES`` indices): the upper
-# half (eyes, brows, the face above the nose tip) by the brow, eye, cheek-squint and
-# sneer scores; the lower half (mouth, jaw, cheeks, the nose below its tip) by the
-# cheek, jaw, mouth and sneer scores. Both also by yaw and pitch. See ``_build``.
 # Where the eyes look (``gaze``): each iris's place between its eye's inner (0) and outer
 # (1) corner, u_right and u_left, as two numbers: "side", (u_right - u_left) / 2, 0 for
 # irises set alike in both eyes (looking along the face's own axis), positive towards
@@ -71,6 +67,10 @@ GAZE_SCORES = tuple(range(11, 19))
 # Per eye: the iris centre, its ring, the outer and the inner corner.
 IRISES = ((468, range(468, 473), 33, 133), (473, range(473, 478), 263, 362))
 GAZE_PERCENTILES = (1.0, 99.0)  # the range of gaze a persona is driven within: what its frames show
+# The scores that move each half of the face (``BLENDSHAPE_NAMES`` indices): the upper
+# half (eyes, brows, the face above the nose tip) by the brow, eye, cheek-squint and
+# sneer scores; the lower half (mouth, jaw, cheeks, the nose below its tip) by the
+# cheek, jaw, mouth and sneer scores. Both also by yaw and pitch. See ``_build``.
 UPPER_SCORES = (*range(1, 6), 7, 8, *range(9, 23), 50, 51)
 LOWER_SCORES = (6, 7, 8, *range(23, 52))
 SPLIT_POINT = 1  # the nose tip: points of the mean face above it are the upper half
@@ -227,7 +227,7 @@ class ExpressionModel:
         return place(shape, np.append(p, 1.0) @ a["pose_map"], a["placement"])
 
     def drive(self, scores: np.ndarray, matrix: np.ndarray, neutral_scores: np.ndarray,
-              neutral_matrix: np.ndarray, smooth=None, gaze: np.ndarray | None = None) -> np.ndarray:
+              neutral_matrix: np.ndarray, smooth=None, user_gaze: np.ndarray | None = None) -> np.ndarray:
         """A user's face -> the persona's landmarks (478, 2), persona image px.
 
         The user's scores move the persona's neutral scores by as much as they differ
@@ -237,12 +237,13 @@ class ExpressionModel:
         persona stays at the size and place it was trained at, so any distance works.
         ``smooth``: ``(scores, pose) -> (scores, pose)`` applied to the user's scores and
         pose first (the pipeline's ``ExpressionSmoother``).
-        ``gaze``: where the user looks left and right (``gaze`` of their landmarks). The
-        persona's irises are then put there, within the range its frames show, instead of
-        where the eye scores relative to the user's neutral face put them: a user who looks
-        into the camera gets a persona who looks at the viewer, even one recorded looking
-        at a screen beside the lens (d6's irises sat 0.04-0.07 of an eye aside, driven).
-        A model without ``gaze_range`` (fitted before it was recorded) ignores it.
+        ``user_gaze``: where the user looks (``gaze`` of their landmarks: side, spread).
+        The persona's irises are then put there, within the range its frames show, instead
+        of where the eye scores relative to the user's neutral face put them: a user who
+        looks into the camera gets a persona who looks at the viewer, even one recorded
+        looking at a phone held close (d6's irises sat 0.04-0.07 of an eye's width aside,
+        driven, and turned in). A model without ``gaze_range`` (fitted before it was
+        recorded) ignores it.
         """
         pose = head_pose(matrix, neutral_matrix)
         pose[3:] = NEUTRAL_POSE[3:]  # scale 1, no shift
@@ -251,9 +252,9 @@ class ExpressionModel:
             scores, pose = smooth(scores, pose)
         shape = self.predict(self.neutral_scores + (scores - np.asarray(neutral_scores, np.float64)), pose)
         ranges = self.gaze_range
-        if gaze is None or ranges is None or not np.isfinite(gaze).all():
+        if user_gaze is None or ranges is None or not np.isfinite(user_gaze).all():
             return shape
-        return look(shape, np.clip(gaze, ranges[:, 0], ranges[:, 1]))
+        return look(shape, np.clip(user_gaze, ranges[:, 0], ranges[:, 1]))
 
     def to_bytes(self) -> bytes:
         """``expression.npz``: plain float32 arrays (loads with ``allow_pickle=False``)."""

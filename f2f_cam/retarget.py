@@ -3,7 +3,9 @@
 expression the persona's own landmarks, predicted by its expression model
          (``f2f_cam.expression``) from the user's 52 blendshape scores and head pose,
          both relative to the user's neutral face: the sketch keeps the persona's
-         face shape and stays within the expressions it was trained on. A persona
+         face shape and stays within the expressions it was trained on; its irises
+         sit between its eye corners where the user's do (within the range it
+         showed), so it looks where the user looks. A persona
          without a model (format 1) gets ``transfer``, and so does a face without
          scores (a detector made without ``blendshapes=True``);
 raw      the old behaviour: points drawn where the camera saw them (through the
@@ -88,7 +90,7 @@ class Retargeter:
             self._neutral_scores = np.array(face.blendshapes, np.float32)
             self._neutral_pose = np.array(face.pose, np.float32)
         return self.persona.expression.drive(face.blendshapes, face.pose, self._neutral_scores, self._neutral_pose,
-                                             smooth, gaze=gaze(face.points))
+                                             smooth, user_gaze=gaze(face.points))
 
     def _raw(self, points: np.ndarray, frame_size: tuple[int, int]) -> np.ndarray:
         # Map the camera frame onto the training frame (same height, centred), then

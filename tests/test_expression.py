@@ -222,19 +222,19 @@ def test_a_driven_persona_looks_where_the_user_looks_within_what_it_showed():
     m = pose_matrix()
     user = np.zeros(52)
     plain = model.drive(user, m, user, m)
-    inside = model.drive(user, m, user, m, gaze=np.array([0.02, 0.4]))
+    inside = model.drive(user, m, user, m, user_gaze=np.array([0.02, 0.4]))
     assert np.allclose(ex.gaze(inside), [0.02, 0.4], atol=1e-5)
     iris = [i for _, ring, _, _ in ex.IRISES for i in ring]
     rest = np.setdiff1d(np.arange(478), iris)
     assert np.allclose(inside[rest], plain[rest])  # only the irises moved
     # A glance further than the persona ever looked, eyes less turned in than hers: clamped.
-    far = model.drive(user, m, user, m, gaze=np.array([0.3, 0.55]))
+    far = model.drive(user, m, user, m, user_gaze=np.array([0.3, 0.55]))
     assert np.allclose(ex.gaze(far), model.gaze_range[:, 1], atol=1e-5)
-    assert np.allclose(model.drive(user, m, user, m, gaze=np.array([np.nan, 0.5])), plain)  # no reading: as fitted
+    assert np.allclose(model.drive(user, m, user, m, user_gaze=np.array([np.nan, 0.5])), plain)  # no reading: as fitted
     # A model fitted before the range was recorded draws the irises where its scores put them.
     older = ex.ExpressionModel(model.arrays, {k: v for k, v in model.facts.items() if k != "gaze_range"})
     assert older.gaze_range is None
-    assert np.allclose(older.drive(user, m, user, m, gaze=np.array([0.02, 0.4])), plain)
+    assert np.allclose(older.drive(user, m, user, m, user_gaze=np.array([0.02, 0.4])), plain)
 
 
 @pytest.mark.parametrize("bad", [[0.1, 0.2], [[0.1, 0.0], [0.4, 0.5]], [[0, 1], [0, 2]], "wide", [[0, None], [0, 1]]])
