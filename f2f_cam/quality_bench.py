@@ -134,21 +134,26 @@ def _synth():
 
 def find_dataset(persona) -> Path | None:
     """The persona's dataset folder, if it is at hand: the path its training facts
-    record, else the run folder ``DATA_DIR/runs/NAME/dataset``; only one built from the
-    persona's own video (same SHA-256) at its image size counts."""
+    record, else its run folder's ``DATA_DIR/runs/NAME/dataset``, else another run's
+    (a persona trained with ``train --dataset RUNS/OTHER/dataset``); only one built from
+    the persona's own video (same SHA-256) at its image size, with as many held-out
+    pairs as it was validated on, counts."""
     import json
 
     from f2f_cam import paths
 
     recorded = persona.training.get("dataset")
-    for folder in ([Path(recorded)] if isinstance(recorded, str) else []) + \
-            [paths.data_dir() / "runs" / persona.name / "dataset"]:
+    runs = paths.data_dir() / "runs"
+    own = runs / persona.name / "dataset"
+    others = sorted(p.parent for p in runs.glob("*/dataset/dataset.json") if p.parent != own) if runs.is_dir() else []
+    sha, val = persona.training.get("video_sha256"), persona.training.get("val_pairs")
+    for folder in ([Path(recorded)] if isinstance(recorded, str) else []) + [own] + others:
         try:
             meta = json.loads((folder / "dataset.json").read_text(encoding="utf-8"))
         except (OSError, ValueError):
             continue
-        sha = persona.training.get("video_sha256")
-        if meta.get("image_size") == persona.image_size and (sha is None or meta.get("video_sha256") == sha):
+        if (meta.get("image_size") == persona.image_size and (sha is None or meta.get("video_sha256") == sha)
+                and (val is None or meta.get("val") == val)):
             return folder
     return None
 

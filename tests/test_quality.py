@@ -268,6 +268,35 @@ def overlay_dataset(overlay, talking_head):
     return folder
 
 
+def test_the_dataset_of_a_persona_trained_from_another_runs_dataset_is_found(overlay):
+    """``train --dataset RUNS/OTHER/dataset --name NAME`` leaves no dataset in NAME's run
+    folder: bench --quality finds the other run's, if it is of the same video, size and split."""
+    import dataclasses
+
+    from f2f_cam import paths
+
+    runs = paths.data_dir() / "runs"
+    sha = "ab" * 32
+    persona = dataclasses.replace(overlay, training={**overlay.training, "video_sha256": sha, "val_pairs": 4})
+
+    def dataset(run, **change):
+        folder = runs / run / "dataset"
+        folder.mkdir(parents=True)
+        meta = {"image_size": persona.image_size, "video_sha256": sha, "val": 4, **change}
+        (folder / "dataset.json").write_text(json.dumps(meta))
+        return folder
+
+    assert qb.find_dataset(persona) is None
+    dataset("a_other_video", video_sha256="cd" * 32)
+    dataset("b_other_size", image_size=persona.image_size * 2)
+    dataset("c_other_split", val=8)
+    assert qb.find_dataset(persona) is None
+    found = dataset("d_same")
+    assert qb.find_dataset(persona) == found
+    own = dataset(persona.name)  # its own run folder, when there is one, comes first
+    assert qb.find_dataset(persona) == own
+
+
 @pytest.fixture(scope="module")
 def shaped_driver(tmp_path_factory):
     """1.5 s of the astronaut with another face shape: a driver unlike the persona."""
