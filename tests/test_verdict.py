@@ -66,14 +66,14 @@ def test_what_the_video_lacks_is_the_advice(change, advice):
 def test_eyes_drawn_worse_than_the_face_are_named():
     clean = dict(GOOD, psnr_face=29.0, psnr_eyes=24.0)  # 5 dB below: the eyes look like eyes
     v = judge(clean, coverage(_meta()), EXPR, stopped="done", resume_command=RESUME)
-    assert v.level == "good" and v.advice == [] and "the eyes 24.0 dB" in v.summary
+    assert v.level == "good" and v.advice == [] and "24.0 dB over the eyes" in v.summary
     smeared = dict(GOOD, psnr_face=29.0, psnr_eyes=21.5)
     v = judge(smeared, coverage(_meta()), EXPR, stopped="done", resume_command=RESUME)
     assert v.level == "usable" and len(v.advice) == 1
     assert "the eyes come out smeared or speckled (7.5 dB below" in v.advice[0] and "--lambda-parts" in v.advice[0]
     assert "train longer" not in v.advice[0]  # it ran its epochs
     v = judge(smeared, coverage(_meta()), EXPR, stopped="time budget", resume_command=RESUME)
-    assert len(v.advice) == 2 and "train longer" in v.advice[1]
+    assert len(v.advice) == 2 and "train longer, and keep `--lambda-parts`" in v.advice[1]
 
 
 def test_a_persona_whose_eyes_never_moved_is_told_to_look_around():

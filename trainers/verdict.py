@@ -97,15 +97,15 @@ def judge(self_figures: dict, cover: dict, expression_facts: dict | None, *, sto
                    f"SSIM {self_figures['ssim']:.3f}, sharpness {sharp:.2f} of the real frames "
                    f"(goal {GOAL_SHARPNESS:.2f})")
         if eyes is not None:
-            summary += f", the eyes {eyes:.1f} dB"
+            summary += f", {eyes:.1f} dB over the eyes"
         running_out = stopped in ("time budget", "max steps")
         if not good and running_out:
             advice.append(f"the generator was still improving when time ran out: train longer "
                           f"({resume_command})")
         if eyes_poor:
             advice.append(f"the eyes come out smeared or speckled ({face - eyes:.1f} dB below the rest of the face "
-                          f"on held-out frames): " + ("train longer, " if running_out else "")
-                          + "and keep `--lambda-parts` above 0 (the extra L1 on the eyes and the mouth)")
+                          f"on held-out frames): " + ("train longer, and " if running_out else "")
+                          + "keep `--lambda-parts` above 0 (the extra L1 on the eyes and the mouth)")
     if expression_facts:
         summary += (f"; expression model {expression_facts['heldout_median_px']:.1f} px median error on "
                     f"new frames (face {expression_facts['face_width_px']:.0f} px wide)")
