@@ -66,6 +66,8 @@ GAZE_SCORES = tuple(range(11, 19))
 # held close, 0.40; four other people looking at their camera, 0.52-0.53).
 # Per eye: the iris centre, its ring, the outer and the inner corner.
 IRISES = ((468, range(468, 473), 33, 133), (473, range(473, 478), 263, 362))
+_CENTRES, _OUTERS, _INNERS = (np.array([eye[k] for eye in IRISES]) for k in (0, 2, 3))
+_RINGS = np.array([list(eye[1]) for eye in IRISES])  # (2, 5)
 GAZE_PERCENTILES = (1.0, 99.0)  # the range of gaze a persona is driven within: what its frames show
 # The scores that move each half of the face (``BLENDSHAPE_NAMES`` indices): the upper
 # half (eyes, brows, the face above the nose tip) by the brow, eye, cheek-squint and
@@ -188,16 +190,13 @@ class ExpressionModel:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "arrays", check_arrays(self.arrays))
-        ranges = self.facts.get("gaze_range")
-        if ranges is not None and not _gaze_range_ok(ranges):
-            raise ModelError(f"gaze_range must be [[low, high], [low, high]] within [-1, 1], got {str(ranges)[:80]}")
+        object.__setattr__(self, "_gaze_range", _gaze_range(self.facts.get("gaze_range")))
 
     @property
     def gaze_range(self) -> np.ndarray | None:
         """(2, 2): the low and high of ``gaze``'s side and spread that the persona's frames
         show (their 1st and 99th percentiles); None for a model fitted before it was recorded."""
-        ranges = self.facts.get("gaze_range")
-        return None if ranges is None else np.array(ranges, np.float64)
+        return self._gaze_range
 
     @property
     def components(self) -> int:
@@ -251,7 +250,7 @@ class ExpressionModel:
         if smooth is not None:
             scores, pose = smooth(scores, pose)
         shape = self.predict(self.neutral_scores + (scores - np.asarray(neutral_scores, np.float64)), pose)
-        ranges = self.gaze_range
+        ranges = self._gaze_range
         if user_gaze is None or ranges is None or not np.isfinite(user_gaze).all():
             return shape
         return look(shape, np.clip(user_gaze, ranges[:, 0], ranges[:, 1]))
@@ -276,12 +275,15 @@ class ExpressionModel:
 def gaze(points: np.ndarray) -> np.ndarray:
     """Where a face's eyes look, from its (478, 2+) landmarks: (side, spread), see
     ``IRISES``. In eye widths; a glance to a corner moves side by about 0.2-0.3."""
-    p = np.asarray(points, np.float64)[:, :2]
-    u = []
-    for centre, _, outer, inner in IRISES:
-        axis = p[outer] - p[inner]
-        u.append(float((p[centre] - p[inner]) @ axis / max(float(axis @ axis), 1e-12)))
+    u = _along(np.asarray(points), _CENTRES)
     return np.array([(u[0] - u[1]) / 2, (u[0] + u[1]) / 2])
+
+
+def _along(points: np.ndarray, at: np.ndarray) -> np.ndarray:
+    """(2,) where the points ``at`` (one per eye) sit between its inner (0) and outer (1) corner."""
+    inner = points[_INNERS, :2].astype(np.float64)
+    axis = points[_OUTERS, :2] - inner
+    return ((points[at, :2] - inner) * axis).sum(1) / np.maximum((axis * axis).sum(1), 1e-12)
 
 
 def look(shape: np.ndarray, target) -> np.ndarray:
@@ -289,17 +291,24 @@ def look(shape: np.ndarray, target) -> np.ndarray:
     ``target`` (side, spread); the eyelids and the irises' height stay."""
     out = np.array(shape, np.float32)
     side, spread = np.asarray(target, np.float64) - gaze(out)
-    for step, (_, ring, outer, inner) in zip((spread + side, spread - side), IRISES):
-        out[list(ring), :2] += step * (out[outer, :2] - out[inner, :2])
+    steps = np.array([spread + side, spread - side])  # per eye, along it
+    out[_RINGS, :2] += (steps[:, None] * (out[_OUTERS, :2] - out[_INNERS, :2]))[:, None, :]
     return out
 
 
-def _gaze_range_ok(ranges) -> bool:
+def _gaze_range(ranges) -> np.ndarray | None:
+    """persona.json's ``gaze_range`` as a (2, 2) array (None: not recorded); ``ModelError``
+    when it is not [[low, high], [low, high]] within [-1, 1]."""
+    if ranges is None:
+        return None
     try:
         a = np.array(ranges, np.float64)
     except (TypeError, ValueError):
-        return False
-    return a.shape == (2, 2) and bool(np.isfinite(a).all() and (np.abs(a) <= 1).all() and (a[:, 0] <= a[:, 1]).all())
+        a = None
+    if a is None or a.shape != (2, 2) or not (np.isfinite(a).all() and (np.abs(a) <= 1).all()
+                                               and (a[:, 0] <= a[:, 1]).all()):
+        raise ModelError(f"gaze_range must be [[low, high], [low, high]] within [-1, 1], got {str(ranges)[:80]}")
+    return a
 
 
 def place(shape: np.ndarray, where: np.ndarray, placement: np.ndarray) -> np.ndarray:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from f2f_cam.expression import gaze, turn
+from f2f_cam.expression import IRISES, gaze, turn
 from f2f_cam.landmarks import BLENDSHAPE_NAMES
 
 # The expression series compared between driver and output: name -> the blendshape
@@ -34,7 +34,7 @@ _RIGHT_EYE, _LEFT_EYE = (33, 133), (362, 263)  # outer and inner corners
 _CHEEKS = (234, 454)
 _NASION, _NOSE_TIP = 168, 1
 _MOUTH_CORNERS = (61, 291)
-_IRISES = ((468, 33, 133), (473, 263, 362))  # per eye: the iris centre, the outer and inner corners
+_IRISES = tuple((centre, outer, inner) for centre, _, outer, inner in IRISES)  # per eye: iris centre, outer and inner corner
 
 # A driver "differs" from the persona when its ratios are this far from the persona's
 # (root mean square of the relative differences): beyond what one face's own expressions
