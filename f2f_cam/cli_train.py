@@ -93,6 +93,8 @@ def dataset(video, output, frames, size, val_fraction, seed, quiet):
               help="Extra L1 on the eyes and mouth, as a share of the L1 weight (0: off): clean, placed eyes.")
 @click.option("--lambda-face", type=float, default=1.0, show_default=True,
               help="Weight of a second discriminator's GAN loss on the face's square alone (0: off).")
+@click.option("--lambda-parts-gan", type=float, default=0.0, show_default=True,
+              help="Weight of a third discriminator's GAN loss on each eye's and the mouth's square (0: off).")
 @click.option("--blur-up", type=int, default=0, show_default=True,
               help="Follow the generator's last N upsamplings by a fixed low-pass (against their checkerboard; 0: none).")
 @click.option("--decay-epochs", type=int, default=0, show_default=True, help="Linear lr decay over the last N epochs.")
@@ -119,7 +121,7 @@ def dataset(video, output, frames, size, val_fraction, seed, quiet):
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @_slurm_options
 def train(video, name, display_name, dataset_dir, workdir, frames, size, ngf, ndf, norm, no_dropout, epochs, minutes,
-          batch_size, lr, lr_d, gan_mode, num_D, lambda_feat, lambda_parts, lambda_face, blur_up, decay_epochs, decay_share, save_every, device,
+          batch_size, lr, lr_d, gan_mode, num_D, lambda_feat, lambda_parts, lambda_face, lambda_parts_gan, blur_up, decay_epochs, decay_share, save_every, device,
           precision, workers, sync_bn, no_augment, jitter, student, student_minutes, seed, max_steps, student_steps, resume, force,
           quiet, **slurm):
     """Train a persona from one video: dataset -> pix2pix -> export -> install.
@@ -133,7 +135,7 @@ def train(video, name, display_name, dataset_dir, workdir, frames, size, ngf, nd
     cfg = TrainConfig(size=size, ngf=ngf, ndf=ndf, norm=norm, dropout=not no_dropout,
                       epochs=epochs if epochs is not None or minutes is not None else 30,
                       minutes=minutes, batch_size=batch_size, lr=lr, lr_d=lr_d, gan_mode=gan_mode, num_D=num_D,
-                      lambda_feat=lambda_feat, lambda_parts=lambda_parts, lambda_face=lambda_face, blur_up=blur_up, decay_epochs=decay_epochs, decay_share=decay_share,
+                      lambda_feat=lambda_feat, lambda_parts=lambda_parts, lambda_face=lambda_face, lambda_parts_gan=lambda_parts_gan, blur_up=blur_up, decay_epochs=decay_epochs, decay_share=decay_share,
                       save_every=save_every, device=device,
                       precision=precision, workers=workers, sync_bn=sync_bn, augment=not no_augment,
                       jitter=jitter, seed=seed, max_steps=max_steps, student=student,

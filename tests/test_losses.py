@@ -273,6 +273,90 @@ def test_the_face_gan_loss_is_the_face_discriminators_verdict_on_the_generated_f
     assert "loss_G_face" not in plain and plain["loss_G_gan"].item() == pytest.approx(losses["loss_G_gan"].item(), rel=1e-4)
 
 
+def test_part_boxes_are_the_squares_around_each_eye_and_the_mouth():
+    import numpy as np
+
+    from trainers.data import PART_LEAST, PART_MARGIN, PART_OUTLINES, part_boxes
+
+    size = 128
+    points = np.full((478, 2), 64.0, np.float32)
+    wanted = []
+    for (lower, upper), (x0, y0, w, h) in zip(PART_OUTLINES, [(20, 40, 30, 10), (78, 40, 30, 10), (44, 90, 40, 0)]):
+        ids = list(dict.fromkeys(list(lower) + list(upper)))  # the corners are in both chains
+        points[ids] = (x0 + w / 2, y0 + h / 2)
+        points[ids[0]], points[ids[-1]] = (x0, y0), (x0 + w, y0 + h)  # the outline's extremes
+        wanted.append([(x0 + w / 2 + 0.5) / 64 - 1, (y0 + h / 2 + 0.5) / 64 - 1, PART_MARGIN * max(w, h) / 128])
+    boxes = part_boxes(points, size)
+    assert boxes.shape == (3, 3) and boxes.dtype == np.float32
+    assert boxes == pytest.approx(np.array(wanted), abs=1e-6)
+    points[list(PART_OUTLINES[2][0]) + list(PART_OUTLINES[2][1])] = 60.0  # a mouth shrunk to a point
+    assert part_boxes(points, size)[2, 2] == pytest.approx(2 * PART_LEAST)  # keeps the least square
+
+
+def test_the_parts_gan_loss_is_the_parts_discriminators_verdict_on_each_generated_part():
+    import contextlib
+
+    from trainers.networks import crop_faces, define_D, define_G
+    from trainers.step import train_step
+
+    torch.manual_seed(0)
+    G = define_G("unet", size=64, ngf=8, n_dropout=0, norm="instance")
+    D = define_D("face", ndf=8, n_layers=3, norm="instance", crop=32, parts_crop=32, face=False)
+    assert D.face is None
+    frozen = [torch.optim.SGD(G.parameters(), lr=0.0), torch.optim.SGD(D.parameters(), lr=0.0)]  # nothing moves
+    a, b = torch.rand(2, 3, 64, 64) * 2 - 1, torch.rand(2, 3, 64, 64) * 2 - 1
+    parts = torch.tensor([[[-0.3, -0.2, 0.15], [0.3, -0.2, 0.15], [0.0, 0.4, 0.2]],
+                          [[-0.2, -0.3, 0.1], [0.25, -0.3, 0.1], [0.05, 0.3, 0.25]]])  # (B, 3 parts, 3)
+    crit = gan_loss("vanilla")
+    scaler = torch.amp.GradScaler("cpu", enabled=False)
+    losses = train_step(G, D, *frozen, scaler, crit, a, b, contextlib.nullcontext, 100.0, part_boxes=parts,
+                        lambda_parts_gan=3.0)
+    with torch.no_grad():
+        fake = G(a)
+
+        def crops(photo):  # image by image: the first image's three parts, then the second's
+            pair = torch.cat([a, photo], 1)
+            return torch.cat([crop_faces(pair[i:i + 1].expand(3, -1, -1, -1), parts[i], 32) for i in range(2)])
+
+        parts_fake, parts_real = D.parts(crops(fake)), D.parts(crops(b))
+    assert parts_fake.shape[0] == 6
+    assert losses["loss_G_parts_gan"].item() == pytest.approx(crit(parts_fake, True).item(), rel=1e-4)
+    assert losses["loss_D_parts"].item() == pytest.approx(
+        0.5 * (crit(parts_real, True) + crit(parts_fake, False)).item(), rel=1e-4)
+    assert "loss_G_face" not in losses  # no face D here
+    plain = train_step(G, D, *frozen, scaler, crit, a, b, contextlib.nullcontext, 100.0)
+    assert "loss_G_parts_gan" not in plain
+    with_it = train_step(G, D, *frozen, scaler, crit, a, b, contextlib.nullcontext, 100.0, part_boxes=parts,
+                         lambda_parts_gan=0.0)  # weight 0: off
+    assert "loss_G_parts_gan" not in with_it
+
+
+def test_training_with_the_parts_discriminator_saves_it_and_asks_for_it_to_resume(talking_head, tmp_path):
+    from trainers import train as tr
+    from trainers.checkpoint import check_resumable, load_checkpoint
+    from trainers.data import PairedDataset, part_boxes
+    from trainers.dataset import build_dataset, load_dataset
+
+    build_dataset(talking_head[0], tmp_path / "ds", frames=8, size=64, val_fraction=0.25, seed=0, progress=False)
+    meta = load_dataset(tmp_path / "ds")
+    data = PairedDataset(meta, "train", augment=True, seed=3, face=True, part_squares=True)
+    a, b, box, parts = data[0]
+    _, _, moved = data._item(0)
+    assert parts.shape == (3, 3) and torch.equal(parts, torch.from_numpy(part_boxes(moved, 64)))
+    cfg = TrainConfig(size=64, ngf=8, ndf=8, batch_size=2, norm="instance", lambda_parts_gan=1.0, epochs=1,
+                      precision="fp32")
+    assert model_args(cfg)["D"]["parts_crop"] == 32 and "parts_crop" not in model_args(TrainConfig())["D"]
+    result = tr.train(cfg, meta, tmp_path / "run", progress=False)
+    assert result["steps"] == 3
+    header = (tmp_path / "run" / "metrics.csv").read_text().splitlines()[0]
+    assert "loss_G_parts_gan" in header and "loss_D_parts" in header and "loss_G_face" in header
+    ckpt = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
+    assert any(k.startswith("parts.") for k in ckpt["D"]) and any(k.startswith("face.") for k in ckpt["D"])
+    with pytest.raises(UserError, match="lambda_parts_gan"):  # another loss: not the same run
+        check_resumable(ckpt, dataclasses.replace(cfg, lambda_parts_gan=0.0), ckpt["dataset"]["video_sha256"],
+                        tmp_path / "last.pt")
+
+
 def test_a_checkpoint_from_before_the_face_discriminator_resumes_only_without_one(tmp_path):
     import dataclasses as dc
 

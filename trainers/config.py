@@ -19,7 +19,7 @@ STUDENT_CHOICES = ("auto", "yes", "no")
 NORMS = ("batch", "instance")
 # Config fields that change the networks or the loss: a checkpoint made with other
 # values cannot resume.
-ARCH_FIELDS = ("size", "ngf", "ndf", "norm", "gan_mode", "dropout", "num_D", "lambda_feat", "lambda_face", "blur_up")
+ARCH_FIELDS = ("size", "ngf", "ndf", "norm", "gan_mode", "dropout", "num_D", "lambda_feat", "lambda_face", "lambda_parts_gan", "blur_up")
 N_DROPOUT = 3  # decoder blocks with dropout when ``dropout`` is on (pix2pix)
 D_LAYERS = 3  # PatchGAN depth: a 70x70 receptive field
 
@@ -51,6 +51,9 @@ class TrainConfig:
     # its GAN loss in G's is weighted this much (0: no face discriminator). 1: sharper
     # faces on both real clips in the same 30 minutes (README, "Training options tried").
     lambda_face: float = 1.0
+    # A third PatchGAN on each eye's and the mouth's square (Head2Head's mouth
+    # discriminator); its GAN loss in G's is weighted this much (0: none).
+    lambda_parts_gan: float = 0.0
     decay_epochs: int = 0  # linear lr decay to 0 over the last N epochs (0: constant lr)
     decay_share: float = 0.0  # with minutes: linear lr decay to 0 over this last share of the budget
     dropout: bool = True  # dropout in the first decoder blocks (pix2pix's noise)
@@ -83,7 +86,8 @@ class TrainConfig:
         check_device(self.device)
         for name in ("ngf", "ndf", "batch_size", "epochs", "max_steps", "val_samples", "num_D", "student_steps"):
             _at_least(name, getattr(self, name), 1)
-        for name in ("blur_up", "decay_epochs", "save_every", "workers", "lambda_l1", "lambda_feat", "lambda_parts", "lambda_face", "jitter"):
+        for name in ("blur_up", "decay_epochs", "save_every", "workers", "lambda_l1", "lambda_feat", "lambda_parts", "lambda_face",
+                     "lambda_parts_gan", "jitter"):
             _at_least(name, getattr(self, name), 0)
         for name in ("lr", "lr_d", "minutes", "student_minutes"):
             value = getattr(self, name)
@@ -110,12 +114,17 @@ def model_args(cfg: TrainConfig) -> dict:
 
 def _discriminator_args(cfg: TrainConfig) -> dict:
     """pix2pix's PatchGAN; pix2pixHD's multi-scale one for more scales or feature
-    matching; either with a face discriminator beside it for ``lambda_face``."""
+    matching; either with a face discriminator beside it for ``lambda_face`` and a parts
+    discriminator for ``lambda_parts_gan``."""
     args = {"ndf": cfg.ndf, "n_layers": D_LAYERS, "norm": cfg.norm}
-    if cfg.lambda_face > 0:
-        # Its crop is half the image, about a face's width (trainers.data.face_box), so
-        # it sees the face near its own pixels.
-        return {"kind": "face", **args, "num_D": cfg.num_D, "features": cfg.lambda_feat > 0, "crop": cfg.size // 2}
+    if cfg.lambda_face > 0 or cfg.lambda_parts_gan > 0:
+        # The face's crop is half the image, about a face's width (trainers.data.face_box),
+        # so it sees the face near its own pixels; the parts' a quarter: an eye's square
+        # (1.6 eye widths, ~64 px at 512) a little enlarged, the mouth's about at its own;
+        # at least 32 px, which the PatchGAN's three strides still leave 2 x 2 verdicts of.
+        return {"kind": "face", **args, "num_D": cfg.num_D, "features": cfg.lambda_feat > 0, "crop": cfg.size // 2,
+                **({"parts_crop": max(cfg.size // 4, 32)} if cfg.lambda_parts_gan > 0 else {}),
+                **({} if cfg.lambda_face > 0 else {"face": False})}
     if cfg.num_D == 1 and cfg.lambda_feat == 0:
         return {"kind": "patch", **args}
     return {"kind": "multiscale", **args, "num_D": cfg.num_D}

@@ -27,12 +27,14 @@ class PairedDataset(torch.utils.data.Dataset):
     Gaussian noise of that size: the generator learns to draw the photo from the kind
     of slightly noisy landmarks it gets live. With ``parts``, an item is (A, B, M): M
     (1, S, S) is 1 on the eyes and the mouth (``parts_mask``), for ``--lambda-parts``.
-    With ``face``, the face's square (``face_box``, (3,)) follows, for ``--lambda-face``.
+    With ``face``, the face's square (``face_box``, (3,)) follows, for ``--lambda-face``;
+    with ``part_squares``, the eyes' and the mouth's (``part_boxes``, (3, 3)), for
+    ``--lambda-parts-gan``.
     """
 
     def __init__(self, meta: dict, split: str, augment: bool = False, seed: int = 0,
                  rotate: float = 4.0, scale: float = 0.05, shift: float = 0.03, jitter: float = 0.0,
-                 parts: bool = False, face: bool = False):
+                 parts: bool = False, face: bool = False, part_squares: bool = False):
         folder = Path(meta["folder"])
         self.size = int(meta["image_size"])
         pairs = [p for p in meta["pairs"] if p["split"] == split]
@@ -42,7 +44,7 @@ class PairedDataset(torch.utils.data.Dataset):
         self.augment, self.seed = augment, seed
         self.rotate, self.scale, self.shift = rotate, scale, shift
         self.jitter = jitter * self.size / 256
-        self.parts, self.face = parts, face
+        self.parts, self.face, self.part_squares = parts, face, part_squares
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -78,6 +80,8 @@ class PairedDataset(torch.utils.data.Dataset):
             item.append(torch.from_numpy(parts_mask(pts, self.size))[None])
         if self.face:
             item.append(torch.from_numpy(face_box(pts, self.size)))
+        if self.part_squares:
+            item.append(torch.from_numpy(part_boxes(pts, self.size)))
         return tuple(item)
 
 
@@ -93,6 +97,25 @@ def face_box(points: np.ndarray, size: int) -> np.ndarray:
     centre = (lo + hi) / 2
     half = FACE_MARGIN * float((hi - lo).max()) / 2
     return np.array([*((centre + 0.5) / size * 2 - 1), max(half / size * 2, 0.05)], np.float32)
+
+
+PART_MARGIN = 1.6  # an eye's or the mouth's square side over its outline's larger extent
+PART_LEAST = 1 / 32  # the least half side of a part's square, of the image's (a closed or tiny mouth)
+
+
+def part_boxes(points: np.ndarray, size: int, outlines=None) -> np.ndarray:
+    """(K, 3) float32: one square per part of these (478, 2) landmarks (the photo's), each
+    eye and the mouth (``PART_OUTLINES``) by default, as ``face_box`` gives the face's:
+    (centre x, centre y, half side) in [-1, 1], the side ``PART_MARGIN`` x the outline's
+    larger extent (lids and lashes, the lips' edges), at least ``PART_LEAST`` of the image."""
+    boxes = []
+    for lower, upper in outlines or PART_OUTLINES:
+        pts = points[np.concatenate([lower, upper])][:, :2]
+        lo, hi = pts.min(0), pts.max(0)
+        centre = (lo + hi) / 2
+        half = max(PART_MARGIN * float((hi - lo).max()) / 2 / size * 2, PART_LEAST * 2)
+        boxes.append([*((centre + 0.5) / size * 2 - 1), half])
+    return np.array(boxes, np.float32)
 
 
 # The parts ``--lambda-parts`` weighs: each eye (both lids) and the mouth (the outer lips).

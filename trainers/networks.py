@@ -198,26 +198,37 @@ class FaceDiscriminator(nn.Module):
     Dance Now's face GAN, Head2Head's mouth discriminator. The whole image's PatchGAN
     sees 70 px patches of a 512 px frame, most of them hair, clothes and room; this one
     sees only the face square (``crop_faces``, at ``crop`` px), so more of the
-    adversarial signal is about skin, eyes and teeth.
+    adversarial signal is about skin, eyes and teeth. With ``parts_crop`` > 0 a third
+    PatchGAN sees each eye's and the mouth's square alone (``trainers.data.part_boxes``,
+    at ``parts_crop`` px; one network for the three), as Head2Head's mouth
+    discriminator does; ``face=False`` leaves the face's out.
 
     ``forward(x)``: the whole-image D's output (a ``MultiscaleDiscriminator``'s with
-    ``num_D`` > 1 or ``features``, for feature matching); ``forward(x, boxes)``: (that,
-    the face D's logits on the boxes' crops of the same (sketch | photo) pairs).
+    ``num_D`` > 1 or ``features``, for feature matching); ``forward(x, boxes, parts)``:
+    (that, the face D's logits on the ``boxes``' (N, 3) crops or None, the parts D's on
+    the ``parts``' (N, K, 3) crops, image by image, or None) for the same (sketch |
+    photo) pairs.
     """
 
     def __init__(self, in_ch: int = 6, ndf: int = 64, n_layers: int = 3, norm: str = "batch", num_D: int = 1,
-                 features: bool = False, crop: int = 256):
+                 features: bool = False, crop: int = 256, parts_crop: int = 0, face: bool = True):
         super().__init__()
         self.whole = (MultiscaleDiscriminator(in_ch, ndf, n_layers, norm, num_D) if num_D > 1 or features
                       else NLayerDiscriminator(in_ch, ndf, n_layers, norm))
-        self.face = NLayerDiscriminator(in_ch, ndf, n_layers, norm)
-        self.crop = crop
+        self.face = NLayerDiscriminator(in_ch, ndf, n_layers, norm) if face else None
+        self.parts = NLayerDiscriminator(in_ch, ndf, n_layers, norm) if parts_crop > 0 else None
+        self.crop, self.parts_crop = crop, parts_crop
 
-    def forward(self, x: torch.Tensor, boxes: torch.Tensor | None = None):
+    def forward(self, x: torch.Tensor, boxes: torch.Tensor | None = None, parts: torch.Tensor | None = None):
         whole = self.whole(x)
-        if boxes is None:
+        if boxes is None and parts is None:
             return whole
-        return whole, self.face(crop_faces(x, boxes, self.crop))
+        face = self.face(crop_faces(x, boxes, self.crop)) if boxes is not None and self.face is not None else None
+        if parts is None or self.parts is None:
+            return whole, face, None
+        # (N, K, 3) boxes -> (N * K) crops, image by image, one pass through the parts D.
+        crops = torch.stack([crop_faces(x, parts[:, k], self.parts_crop) for k in range(parts.shape[1])], 1)
+        return whole, face, self.parts(crops.flatten(0, 1))
 
 
 def init_weights(module: nn.Module, gain: float = 0.02) -> None:

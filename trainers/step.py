@@ -150,7 +150,7 @@ def parts_l1(fake: torch.Tensor, real: torch.Tensor, mask: torch.Tensor) -> torc
 
 def train_step(G, D, opt_G, opt_D, scaler, crit, real_A, real_B, autocast, lambda_l1: float,
                lambda_feat: float = 0.0, parts=None, lambda_parts: float = 0.0, boxes=None,
-               lambda_face: float = 0.0) -> dict:
+               lambda_face: float = 0.0, part_boxes=None, lambda_parts_gan: float = 0.0) -> dict:
     """One pix2pix step on a batch: the discriminator, then the generator.
 
     real_A (sketch), real_B (photo): (B, 3, S, S) in [-1, 1]; ``autocast``: a callable
@@ -158,27 +158,36 @@ def train_step(G, D, opt_G, opt_D, scaler, crit, real_A, real_B, autocast, lambd
     matching (with a multi-scale D); ``parts`` (B, 1, S, S) with ``lambda_parts`` > 0
     adds ``lambda_l1 * lambda_parts`` times the L1 over the eyes and mouth; ``boxes``
     (B, 3) with ``lambda_face`` > 0 (and a ``FaceDiscriminator``) adds its face GAN,
-    ``lambda_face`` times its loss in G's (in D's at weight 1, like the whole image's).
+    ``lambda_face`` times its loss in G's (in D's at weight 1, like the whole image's);
+    ``part_boxes`` (B, K, 3) with ``lambda_parts_gan`` > 0 (and a ``FaceDiscriminator``
+    with a parts D) adds the eyes' and mouth's GAN the same way.
     Returns the losses (tensors; call .item() only when logging, it synchronises a GPU).
     """
     if boxes is None or lambda_face <= 0:
         boxes = None
+    if part_boxes is None or lambda_parts_gan <= 0:
+        part_boxes = None
 
     def judge(net, pair):
-        """(the whole image's verdict, the face's or None)."""
-        return net(pair, boxes) if boxes is not None else (net(pair), None)
+        """(the whole image's verdict, the face's or None, the parts' or None)."""
+        if boxes is None and part_boxes is None:
+            return net(pair), None, None
+        return net(pair, boxes, part_boxes)
 
     with autocast():
         fake_B = G(real_A)  # (B, 3, S, S)
 
     # Discriminator step: real pairs -> 1, generated pairs -> 0.
     with autocast():
-        pred_real, face_real = judge(D, torch.cat([real_A, real_B], 1))
-        pred_fake, face_fake = judge(D, torch.cat([real_A, fake_B.detach()], 1))  # no gradient into G
+        pred_real, face_real, parts_real = judge(D, torch.cat([real_A, real_B], 1))
+        pred_fake, face_fake, parts_fake = judge(D, torch.cat([real_A, fake_B.detach()], 1))  # no gradient into G
         loss_D = 0.5 * (gan_loss_scales(crit, pred_real, True) + gan_loss_scales(crit, pred_fake, False))
-        if boxes is not None:
+        if face_real is not None:
             loss_D_face = 0.5 * (crit(face_real, True) + crit(face_fake, False))
             loss_D = loss_D + loss_D_face
+        if parts_real is not None:
+            loss_D_parts = 0.5 * (crit(parts_real, True) + crit(parts_fake, False))
+            loss_D = loss_D + loss_D_parts
     opt_D.zero_grad(set_to_none=True)
     scaler.scale(loss_D).backward()
     scaler.step(opt_D)
@@ -191,7 +200,7 @@ def train_step(G, D, opt_G, opt_D, scaler, crit, real_A, real_B, autocast, lambd
     D_fixed.requires_grad_(False)
     try:
         with autocast():
-            pred_fake, face_fake = judge(D_fixed, torch.cat([real_A, fake_B], 1))
+            pred_fake, face_fake, parts_fake = judge(D_fixed, torch.cat([real_A, fake_B], 1))
             loss_G_gan = gan_loss_scales(crit, pred_fake, True)
             loss_G_l1 = (fake_B.float() - real_B).abs().mean()
             loss_G = loss_G_gan + lambda_l1 * loss_G_l1
@@ -199,6 +208,10 @@ def train_step(G, D, opt_G, opt_D, scaler, crit, real_A, real_B, autocast, lambd
             if face_fake is not None:
                 loss_G_face = crit(face_fake, True)
                 loss_G = loss_G + lambda_face * loss_G_face
+            loss_G_parts_gan = None
+            if parts_fake is not None:
+                loss_G_parts_gan = crit(parts_fake, True)
+                loss_G = loss_G + lambda_parts_gan * loss_G_parts_gan
             loss_G_parts = None
             if lambda_parts > 0 and parts is not None:
                 loss_G_parts = parts_l1(fake_B, real_B, parts)
@@ -222,4 +235,6 @@ def train_step(G, D, opt_G, opt_D, scaler, crit, real_A, real_B, autocast, lambd
         losses["loss_G_parts"] = loss_G_parts.detach()
     if loss_G_face is not None:
         losses["loss_D_face"], losses["loss_G_face"] = loss_D_face.detach(), loss_G_face.detach()
+    if loss_G_parts_gan is not None:
+        losses["loss_D_parts"], losses["loss_G_parts_gan"] = loss_D_parts.detach(), loss_G_parts_gan.detach()
     return losses

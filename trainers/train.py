@@ -77,7 +77,8 @@ class Trainer:
 
         # Data: DistributedSampler splits the global order across ranks (one rank: all of it).
         self.train_set = PairedDataset(meta, "train", augment=cfg.augment, seed=cfg.seed, jitter=cfg.jitter,
-                                       parts=cfg.lambda_parts > 0, face=cfg.lambda_face > 0)
+                                       parts=cfg.lambda_parts > 0, face=cfg.lambda_face > 0,
+                                       part_squares=cfg.lambda_parts_gan > 0)
         self.val_set = PairedDataset(meta, "val")
         if len(self.train_set) < cfg.batch_size * dd.world:
             raise UserError(f"{len(self.train_set)} training pairs are fewer than one global batch "
@@ -178,15 +179,17 @@ class Trainer:
         k, stopped = self.skip, None  # k: batches of this epoch done
         for real_A, real_B, *extra in loader:
             # (B, 3, S, S) in [-1, 1]: sketch A, photo B; with --lambda-parts, (B, 1, S, S) the eyes
-            # and mouth; with --lambda-face, (B, 3) the face's square
+            # and mouth; with --lambda-face, (B, 3) the face's square; with --lambda-parts-gan,
+            # (B, 3, 3) the eyes' and the mouth's
             real_A = real_A.to(self.device, non_blocking=True).contiguous(memory_format=self.fmt)
             real_B = real_B.to(self.device, non_blocking=True).contiguous(memory_format=self.fmt)
             extra = [t.to(self.device, non_blocking=True) for t in extra]
             parts = extra.pop(0) if cfg.lambda_parts > 0 else None
             boxes = extra.pop(0) if cfg.lambda_face > 0 else None
+            part_boxes = extra.pop(0) if cfg.lambda_parts_gan > 0 else None
             losses = train_step(self.G, self.D, self.opt_G, self.opt_D, self.scaler, self.crit, real_A, real_B,
                                 lambda: autocast(self.device, self.amp_dtype), cfg.lambda_l1, cfg.lambda_feat,
-                                parts, cfg.lambda_parts, boxes, cfg.lambda_face)
+                                parts, cfg.lambda_parts, boxes, cfg.lambda_face, part_boxes, cfg.lambda_parts_gan)
             self.step += 1
             k += 1
             self.last_losses = {name: v.item() for name, v in losses.items()}
