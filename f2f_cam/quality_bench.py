@@ -274,7 +274,10 @@ def self_reenactment(persona, dataset: Path | None, precision: str) -> dict:
     box from the pair's landmarks), and ``iris_offset``: the median, over the frames
     with a face found, of how far the generated irises sit from the pair's own
     (``quality.iris_offset``, in eye widths), beside ``iris_offset_real``, the same
-    landmarker on the real photos (its own error: the floor).
+    landmarker on the real photos (its own error: the floor); and ``checkerboard``, the
+    checkerboard of the transposed convolutions that the generated frames have and the
+    real ones do not (``trainers.step.grid_l1`` on [0, 1] images: the mean offset of the
+    2- and 4-px sub-pixel phases, held over 16 and 32 px).
     ``{"available": False, "note": ...}`` when the dataset is not at hand."""
     if dataset is None:
         return {"available": False,
@@ -287,6 +290,7 @@ def self_reenactment(persona, dataset: Path | None, precision: str) -> dict:
     from trainers.data import EYE_OUTLINES, PairedDataset, parts_mask
     from trainers.dataset import load_dataset
     from trainers.metrics import image_metrics
+    from trainers.step import grid_l1
 
     try:
         meta = load_dataset(dataset)
@@ -294,7 +298,7 @@ def self_reenactment(persona, dataset: Path | None, precision: str) -> dict:
         return {"available": False, "note": f"self-reenactment skipped: {e}"}
     val = PairedDataset(meta, "val")
     gen = Generator(persona, precision=precision, student="never")
-    sums = {"psnr": 0.0, "ssim": 0.0, "l1": 0.0, "psnr_face": 0.0, "psnr_rest": 0.0, "psnr_eyes": 0.0}
+    sums = {"psnr": 0.0, "ssim": 0.0, "l1": 0.0, "psnr_face": 0.0, "psnr_rest": 0.0, "psnr_eyes": 0.0, "checkerboard": 0.0}
     fake_sharp, real_sharp = [], []
     iris: dict[str, list[float]] = {"iris_offset": [], "iris_offset_real": []}
 
@@ -305,6 +309,7 @@ def self_reenactment(persona, dataset: Path | None, precision: str) -> dict:
             fake = gen.forward(a)
             for k, v in image_metrics(fake, b).items():
                 sums[k] += v.sum().item()
+            sums["checkerboard"] += sum(grid_l1(f[None], r[None]).item() / 2 for f, r in zip(fake.float(), b))
             for j, (f, r) in enumerate(zip((fake.float().clamp(-1, 1) + 1) / 2, (b + 1) / 2), start):
                 f, r = f.permute(1, 2, 0).numpy(), r.permute(1, 2, 0).numpy()
                 face, rest = region_psnr(f, r, val.points[j])
@@ -395,7 +400,7 @@ def format_quality(r: dict) -> str:
         lines.append(f"self-reenactment ({s['frames']} held-out pairs): PSNR {s['psnr']:.2f} dB, "
                      f"SSIM {s['ssim']:.3f}, L1 {s['l1']:.4f}, sharpness ratio {s['sharpness_ratio']:.3f}; "
                      f"PSNR inside the face's outline {s['psnr_face']:.2f} dB, outside it {s['psnr_rest']:.2f} dB, "
-                     f"over the eyes {s['psnr_eyes']:.2f} dB; "
+                     f"over the eyes {s['psnr_eyes']:.2f} dB; checkerboard {s['checkerboard']:.4f}; "
                      f"irises {_eyes(s['iris_offset'])} of an eye's width from the real ones' "
                      f"(the landmarker on the real photos: {_eyes(s['iris_offset_real'])})")
     else:

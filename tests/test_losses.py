@@ -93,6 +93,41 @@ def test_blur_up_puts_the_blur_after_the_last_upsamplings():
     assert torch.equal(torch.jit.script(G)(x), G(x))  # exports as the runtime loads it
 
 
+def test_a_resize_convolution_is_nearest_upsampling_then_a_3x3_convolution_and_exports_plain():
+    import torch.nn.functional as F
+
+    from trainers.export import freeze_generator
+    from trainers.networks import ResizeConvTranspose2d, define_G, fold_resize
+
+    torch.manual_seed(0)
+    layer = ResizeConvTranspose2d(5, 7)
+    assert layer.weight.shape == (5, 7, 3, 3)  # 9 weights a channel pair
+    x = torch.randn(2, 5, 9, 11)
+    resized = F.conv2d(F.interpolate(x, scale_factor=2, mode="nearest"), layer.weight.transpose(0, 1), layer.bias,
+                       padding=1)
+    assert torch.allclose(layer(x), resized, atol=1e-6)  # edges too: the zero padding lines up
+    flat = layer(torch.ones(1, 5, 6, 6))[..., 1:-1, 1:-1]  # a flat input: no checkerboard, unlike a free kernel
+    assert torch.allclose(flat, flat[..., :1, :1].expand_as(flat), atol=1e-6)
+    plain = layer.plain()
+    assert type(plain) is torch.nn.ConvTranspose2d and torch.allclose(plain(x), layer(x), atol=1e-6)
+
+    assert "resize_up" not in model_args(TrainConfig())["G"]  # off: older checkpoints' arguments, unchanged
+    args = model_args(TrainConfig(size=64, ngf=8, ndf=8, resize_up=2))
+    assert args["G"]["resize_up"] == 2 and "resize_up" in ARCH_FIELDS  # a checkpoint of another kind cannot resume
+    G, _ = build_networks(args)
+    tied = [name for name, m in G.named_modules() if isinstance(m, ResizeConvTranspose2d)]
+    assert tied == [f"up.{len(G.up) - 1}.1", "final.1"]  # the last decoder block's and the output's
+    assert not any(isinstance(m, ResizeConvTranspose2d) for m in define_G("unet", size=64, ngf=8).modules())
+    with pytest.raises(UserError, match="--resize-up"):
+        TrainConfig(resize_up=-1)
+    G.eval()
+    x = torch.rand(1, 3, 64, 64) * 2 - 1
+    frozen = freeze_generator(G, 64)  # what a persona holds: the plain layers, the same output
+    assert torch.allclose(frozen(x), G(x), atol=1e-5)
+    assert any(isinstance(m, ResizeConvTranspose2d) for m in G.modules())  # the trained network is left as it was
+    assert not any(isinstance(m, ResizeConvTranspose2d) for m in fold_resize(G).modules())
+
+
 def test_training_with_multiscale_d_and_feature_matching_resumes(talking_head, tmp_path):
     from trainers import train as tr
     from trainers.dataset import build_dataset, load_dataset
@@ -131,6 +166,41 @@ def test_landmark_jitter_moves_the_sketch_not_the_photo(talking_head, tmp_path):
     assert np.array_equal(b0, b1)  # the same photo transform
     assert not np.array_equal(a0, a1)  # a different sketch
     assert np.array_equal(a1, jittered.pair(0)[0])  # drawn from (seed, epoch, index): repeatable
+
+
+def test_grid_l1_is_the_checkerboard_the_generator_adds_and_nothing_else():
+    from trainers.step import grid_l1
+
+    y, x = torch.meshgrid(torch.arange(64.0), torch.arange(64.0), indexing="ij")
+    photo = (0.01 * x - 0.005 * y - 0.2).expand(2, 3, 64, 64)  # a smooth ramp: its phases differ, evenly
+    board = 0.05 * (1 - 2 * ((x + y) % 2))  # +-0.05, the 2-px period of a stride-2 transposed convolution
+    assert grid_l1(photo + board, photo).item() == pytest.approx(0.05, rel=1e-4)  # at periods 2 and 4 alike
+    assert grid_l1(photo + board, photo + board).item() == pytest.approx(0.0, abs=1e-7)  # the photo's own: none
+    assert grid_l1(photo + 0.3, photo).item() == pytest.approx(0.0, abs=1e-6)  # a brighter image is no grid
+    stripes = 0.04 * (1 - 2 * (torch.div(x, 2, rounding_mode="floor") % 2))  # 4-px period: only the factor-4 term
+    assert grid_l1(photo + stripes, photo).item() == pytest.approx(0.04 / 2, rel=1e-4)
+    noise = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0)) * 0.05
+    assert grid_l1(photo + noise, photo).item() < 0.2 * grid_l1(photo + board, photo).item()  # noise averages out
+
+
+def test_the_grid_loss_joins_the_generators_loss_at_its_weight():
+    import contextlib
+
+    from trainers.networks import define_D, define_G
+    from trainers.step import grid_l1, train_step
+
+    torch.manual_seed(0)
+    G = define_G("unet", size=64, ngf=8, n_dropout=0, norm="instance")
+    D = define_D("patch", ndf=8, n_layers=3, norm="instance")
+    frozen = [torch.optim.SGD(G.parameters(), lr=0.0), torch.optim.SGD(D.parameters(), lr=0.0)]  # nothing moves
+    a, b = torch.rand(2, 3, 64, 64) * 2 - 1, torch.rand(2, 3, 64, 64) * 2 - 1
+    crit, scaler = gan_loss("vanilla"), torch.amp.GradScaler("cpu", enabled=False)
+    plain = train_step(G, D, *frozen, scaler, crit, a, b, contextlib.nullcontext, 100.0)
+    losses = train_step(G, D, *frozen, scaler, crit, a, b, contextlib.nullcontext, 100.0, lambda_grid=2.0)
+    with torch.no_grad():
+        want = grid_l1(G(a), b).item()
+    assert "loss_G_grid" not in plain and losses["loss_G_grid"].item() == pytest.approx(want, rel=1e-4)
+    assert losses["loss_G_l1"].item() == pytest.approx(plain["loss_G_l1"].item(), rel=1e-5)
 
 
 def test_parts_l1_is_the_mean_error_over_the_masked_pixels():

@@ -346,6 +346,7 @@ def test_bench_quality_json_has_every_figure(overlay_dataset, shaped_driver, tal
     # The whole frame's error is the face's and the rest's together: its PSNR lies between theirs.
     assert min(s["psnr_face"], s["psnr_rest"]) - 0.5 <= s["psnr"] <= max(s["psnr_face"], s["psnr_rest"]) + 0.5
     assert 0 < s["psnr_eyes"] < 100
+    assert 0 <= s["checkerboard"] < 0.05  # a few hundredths at most: a grid of 0.05 would be a 25-level pattern
     text = qb.format_quality(r)
     assert all(m in text for m in RETARGET_MODES) and all(f in text for f in qb.FIGURES)
 

@@ -19,7 +19,7 @@ STUDENT_CHOICES = ("auto", "yes", "no")
 NORMS = ("batch", "instance")
 # Config fields that change the networks or the loss: a checkpoint made with other
 # values cannot resume.
-ARCH_FIELDS = ("size", "ngf", "ndf", "norm", "gan_mode", "dropout", "num_D", "lambda_feat", "lambda_face", "lambda_parts_gan", "blur_up")
+ARCH_FIELDS = ("size", "ngf", "ndf", "norm", "gan_mode", "dropout", "num_D", "lambda_feat", "lambda_face", "lambda_parts_gan", "blur_up", "resize_up")
 N_DROPOUT = 3  # decoder blocks with dropout when ``dropout`` is on (pix2pix)
 D_LAYERS = 3  # PatchGAN depth: a 70x70 receptive field
 
@@ -54,12 +54,18 @@ class TrainConfig:
     # A third PatchGAN on each eye's and the mouth's square (Head2Head's mouth
     # discriminator); its GAN loss in G's is weighted this much (0: none).
     lambda_parts_gan: float = 0.0
+    # An L1 on the checkerboard of the transposed convolutions (trainers.step.grid_l1), times
+    # lambda_l1 (0: off).
+    lambda_grid: float = 0.0
     decay_epochs: int = 0  # linear lr decay to 0 over the last N epochs (0: constant lr)
     decay_share: float = 0.0  # with minutes: linear lr decay to 0 over this last share of the budget
     dropout: bool = True  # dropout in the first decoder blocks (pix2pix's noise)
     # The generator's last this many upsamplings each followed by a fixed low-pass
     # (trainers.networks.Blur) against the transposed convolutions' checkerboard (0: none).
     blur_up: int = 0
+    # The generator's last this many upsamplings as resize-convolutions (nearest 2x, then
+    # 3x3), tied into the 4x4 transposed convolutions they equal (0: none).
+    resize_up: int = 0
     augment: bool = True  # same small rotation/scale/shift on sketch and photo
     jitter: float = 0.0  # landmark noise (px at 256 px) on the sketch only, with augment (0: off)
     save_every: int = 500  # steps between checkpoints (also one at every epoch end; 0: only those)
@@ -86,8 +92,8 @@ class TrainConfig:
         check_device(self.device)
         for name in ("ngf", "ndf", "batch_size", "epochs", "max_steps", "val_samples", "num_D", "student_steps"):
             _at_least(name, getattr(self, name), 1)
-        for name in ("blur_up", "decay_epochs", "save_every", "workers", "lambda_l1", "lambda_feat", "lambda_parts", "lambda_face",
-                     "lambda_parts_gan", "jitter"):
+        for name in ("blur_up", "resize_up", "decay_epochs", "save_every", "workers", "lambda_l1", "lambda_feat", "lambda_parts", "lambda_face",
+                     "lambda_parts_gan", "lambda_grid", "jitter"):
             _at_least(name, getattr(self, name), 0)
         for name in ("lr", "lr_d", "minutes", "student_minutes"):
             value = getattr(self, name)
@@ -107,7 +113,8 @@ def model_args(cfg: TrainConfig) -> dict:
     return {
         "G": {"kind": "unet", "size": cfg.size, "ngf": cfg.ngf,
               "n_dropout": N_DROPOUT if cfg.dropout else 0, "norm": cfg.norm,
-              **({"blur_up": cfg.blur_up} if cfg.blur_up else {})},
+              **({"blur_up": cfg.blur_up} if cfg.blur_up else {}),
+              **({"resize_up": cfg.resize_up} if cfg.resize_up else {})},
         "D": _discriminator_args(cfg),
     }
 

@@ -29,6 +29,7 @@ from f2f_cam.persona import PersonaStore
 from trainers.checkpoint import build_generator_from_checkpoint, load_checkpoint
 from trainers.dataset import load_dataset
 from trainers.distill import STUDENT_FILE, load_student
+from trainers.networks import fold_resize
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +37,9 @@ CROP_FIELDS = ("x", "y", "size", "frame_width", "frame_height")
 
 
 def freeze_generator(net: nn.Module, image_size: int, dtype: str = "float32") -> torch.jit.ScriptModule:
-    """eval mode, CPU, traced and frozen (BatchNorm folded into the convolutions)."""
-    net = copy.deepcopy(net).cpu().eval().to(getattr(torch, dtype))
+    """eval mode, CPU, traced and frozen (BatchNorm folded into the convolutions; tied
+    resize-convolutions into the plain transposed ones they equal)."""
+    net = fold_resize(copy.deepcopy(net)).cpu().eval().to(getattr(torch, dtype))
     example = torch.zeros(1, 3, image_size, image_size, dtype=getattr(torch, dtype))
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore", DeprecationWarning)  # TorchScript: see README

@@ -69,6 +69,60 @@ class Blur(nn.Module):
         return F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), self.kernel.to(x.dtype), groups=self.channels)
 
 
+# Resize-convolution as a transposed convolution: nearest-neighbour 2x then a 3x3
+# convolution (padding 1) gives each output pixel's 2 x 2 input neighbours, per axis, the
+# weights M @ w of the 3 taps w: exactly what a 4x4 stride-2 transposed convolution
+# (padding 1) computes with the kernel M w M^T. Rows: the kernel's 4 taps.
+_RESIZE_TAPS = ((0.0, 0.0, 1.0), (0.0, 1.0, 1.0), (1.0, 1.0, 0.0), (1.0, 0.0, 0.0))
+
+
+class ResizeConvTranspose2d(nn.Module):
+    """A 4x4 stride-2 transposed convolution whose kernel is tied to a 3x3 one, so that it
+    computes nearest-neighbour 2x upsampling followed by that 3x3 convolution (Odena et
+    al.'s resize-convolution): its four output phases see the same weights in sum, so a
+    smooth input gives a smooth output and it cannot draw a free transposed convolution's
+    checkerboard. Trained as such (9 weights per channel pair where the free one has 16);
+    ``plain()`` is the ordinary ``nn.ConvTranspose2d`` it equals, for export: at run time
+    it costs exactly what the layer it replaces did."""
+
+    def __init__(self, c_in: int, c_out: int, bias: bool = True):
+        super().__init__()
+        self.c_in, self.c_out = c_in, c_out
+        self.weight = nn.Parameter(torch.empty(c_in, c_out, 3, 3))
+        self.bias = nn.Parameter(torch.zeros(c_out)) if bias else None
+        nn.init.normal_(self.weight, 0.0, 0.02)
+        self.register_buffer("taps", torch.tensor(_RESIZE_TAPS), persistent=False)
+
+    def kernel(self) -> torch.Tensor:
+        """(c_in, c_out, 4, 4): the transposed convolution's kernel."""
+        return torch.einsum("ap,bq,iopq->ioab", self.taps, self.taps, self.weight)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.conv_transpose2d(x, self.kernel(), self.bias, stride=2, padding=1)
+
+    def plain(self) -> nn.ConvTranspose2d:
+        layer = nn.ConvTranspose2d(self.c_in, self.c_out, 4, 2, 1, bias=self.bias is not None)
+        with torch.no_grad():
+            layer.weight.copy_(self.kernel())
+            if self.bias is not None:
+                layer.bias.copy_(self.bias)
+        return layer.to(self.weight.device, self.weight.dtype)
+
+
+def fold_resize(net: nn.Module) -> nn.Module:
+    """Replace every ``ResizeConvTranspose2d`` in ``net`` by the plain transposed
+    convolution it equals (in place; returns ``net``)."""
+    for parent in list(net.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, ResizeConvTranspose2d):
+                setattr(parent, name, child.plain())
+    return net
+
+
+def _up(c_in: int, c_out: int, resize: bool, bias: bool) -> nn.Module:
+    return ResizeConvTranspose2d(c_in, c_out, bias) if resize else nn.ConvTranspose2d(c_in, c_out, 4, 2, 1, bias=bias)
+
+
 class UnetGenerator(nn.Module):
     """The pix2pix U-Net: encoder C64-C128-C256-C512-C512-..., mirrored decoder with
     skip connections, BatchNorm, dropout in the first decoder blocks, tanh output.
@@ -76,11 +130,12 @@ class UnetGenerator(nn.Module):
     It downsamples log2(size) times, to a 1x1 bottleneck (8 times at 256 px).
     Input and output: (N, 3, size, size) in [-1, 1]. ``blur_up``: the last this many
     upsamplings (the output layer's first) are followed by a fixed ``Blur`` (0: none, as
-    in pix2pix).
+    in pix2pix); ``resize_up``: the last this many are resize-convolutions
+    (``ResizeConvTranspose2d``; 0: none).
     """
 
     def __init__(self, size: int = 256, ngf: int = 64, in_ch: int = 3, out_ch: int = 3,
-                 n_dropout: int = 3, norm: str = "batch", blur_up: int = 0):
+                 n_dropout: int = 3, norm: str = "batch", blur_up: int = 0, resize_up: int = 0):
         super().__init__()
         Norm = norm_layer(norm)
         if size not in INNER_SIZES:
@@ -102,14 +157,14 @@ class UnetGenerator(nn.Module):
         self.up = nn.ModuleList()
         for j, i in enumerate(reversed(range(1, n))):  # decoder block j produces chans[i-1]
             c_in = chans[i] if j == 0 else chans[i] * 2  # bottleneck alone, then concat skip
-            layers = [nn.ReLU(), nn.ConvTranspose2d(c_in, chans[i - 1], 4, 2, 1, bias=False)]
+            layers = [nn.ReLU(), _up(c_in, chans[i - 1], n - 1 - j < resize_up, bias=False)]
             if n - 1 - j < blur_up:  # block j is the (n - 1 - j)-th upsampling from the output, counting the output's as 0
                 layers.append(Blur(chans[i - 1]))
             layers.append(Norm(chans[i - 1]))
             if j < n_dropout:
                 layers.append(nn.Dropout(0.5))
             self.up.append(nn.Sequential(*layers))
-        final = [nn.ReLU(), nn.ConvTranspose2d(chans[0] * 2, out_ch, 4, 2, 1)]
+        final = [nn.ReLU(), _up(chans[0] * 2, out_ch, resize_up > 0, bias=True)]
         self.final = nn.Sequential(*final, *([Blur(out_ch)] if blur_up > 0 else []), nn.Tanh())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -234,7 +289,7 @@ class FaceDiscriminator(nn.Module):
 def init_weights(module: nn.Module, gain: float = 0.02) -> None:
     """pix2pix init: conv weights N(0, 0.02), BatchNorm weights N(1, 0.02), biases 0."""
     for m in module.modules():
-        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, ResizeConvTranspose2d)):
             nn.init.normal_(m.weight, 0.0, gain)
             if m.bias is not None:
                 nn.init.zeros_(m.bias)

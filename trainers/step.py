@@ -10,6 +10,7 @@ import contextlib
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from f2f_cam.errors import UserError
 from f2f_cam.system import native_bf16
@@ -148,9 +149,37 @@ def parts_l1(fake: torch.Tensor, real: torch.Tensor, mask: torch.Tensor) -> torc
     return (error / (m.sum((1, 2, 3)) * fake.shape[1]).clamp_min(1.0)).mean()
 
 
+GRID_FACTORS = (2, 4)  # the periods (px) of the last two transposed convolutions' checkerboard
+GRID_POOL = 8  # each phase's mean is taken over this many of its pixels square (16 and 32 px)
+
+
+def grid_phases(image: torch.Tensor, factor: int, pool: int = GRID_POOL) -> torch.Tensor:
+    """How far each of the ``factor`` x ``factor`` sub-pixel phases of ``image`` (B, C, S, S)
+    sits above the mean of all of them, averaged over ``pool`` x ``pool`` of its own pixels:
+    (B, C, factor², S / factor / pool, ...). A stride-``factor`` transposed convolution's
+    checkerboard is exactly such an offset held over a region; a photo's phases average
+    out to its edges' share."""
+    b, c, _, _ = image.shape
+    u = F.pixel_unshuffle(image.float(), factor)  # (B, C * f², S / f, S / f), channel-major
+    u = u.unflatten(1, (c, factor * factor))
+    dev = (u - u.mean(2, keepdim=True)).flatten(1, 2)
+    return F.avg_pool2d(dev, pool).unflatten(1, (c, factor * factor))
+
+
+def grid_l1(fake: torch.Tensor, real: torch.Tensor, factors=GRID_FACTORS) -> torch.Tensor:
+    """L1 between the generated and the real image's ``grid_phases`` at the transposed
+    convolutions' periods, averaged over them: the checkerboard the generator adds where the
+    photo has none, and nothing a photo's own edges have. (B, 3, S, S) -> a scalar."""
+    total = fake.new_zeros((), dtype=torch.float32)
+    for f in factors:
+        total = total + (grid_phases(fake, f) - grid_phases(real, f)).abs().mean()
+    return total / len(factors)
+
+
 def train_step(G, D, opt_G, opt_D, scaler, crit, real_A, real_B, autocast, lambda_l1: float,
                lambda_feat: float = 0.0, parts=None, lambda_parts: float = 0.0, boxes=None,
-               lambda_face: float = 0.0, part_boxes=None, lambda_parts_gan: float = 0.0) -> dict:
+               lambda_face: float = 0.0, part_boxes=None, lambda_parts_gan: float = 0.0,
+               lambda_grid: float = 0.0) -> dict:
     """One pix2pix step on a batch: the discriminator, then the generator.
 
     real_A (sketch), real_B (photo): (B, 3, S, S) in [-1, 1]; ``autocast``: a callable
@@ -160,7 +189,8 @@ def train_step(G, D, opt_G, opt_D, scaler, crit, real_A, real_B, autocast, lambd
     (B, 3) with ``lambda_face`` > 0 (and a ``FaceDiscriminator``) adds its face GAN,
     ``lambda_face`` times its loss in G's (in D's at weight 1, like the whole image's);
     ``part_boxes`` (B, K, 3) with ``lambda_parts_gan`` > 0 (and a ``FaceDiscriminator``
-    with a parts D) adds the eyes' and mouth's GAN the same way.
+    with a parts D) adds the eyes' and mouth's GAN the same way; ``lambda_grid`` > 0 adds
+    ``lambda_l1 * lambda_grid`` times ``grid_l1`` (the checkerboard).
     Returns the losses (tensors; call .item() only when logging, it synchronises a GPU).
     """
     if boxes is None or lambda_face <= 0:
@@ -216,6 +246,10 @@ def train_step(G, D, opt_G, opt_D, scaler, crit, real_A, real_B, autocast, lambd
             if lambda_parts > 0 and parts is not None:
                 loss_G_parts = parts_l1(fake_B, real_B, parts)
                 loss_G = loss_G + lambda_l1 * lambda_parts * loss_G_parts
+            loss_G_grid = None
+            if lambda_grid > 0:
+                loss_G_grid = grid_l1(fake_B, real_B)
+                loss_G = loss_G + lambda_l1 * lambda_grid * loss_G_grid
             loss_G_feat = None
             if lambda_feat > 0:
                 # The real pair's features from the D step above, as pix2pixHD does
@@ -233,6 +267,8 @@ def train_step(G, D, opt_G, opt_D, scaler, crit, real_A, real_B, autocast, lambd
         losses["loss_G_feat"] = loss_G_feat.detach()
     if loss_G_parts is not None:
         losses["loss_G_parts"] = loss_G_parts.detach()
+    if loss_G_grid is not None:
+        losses["loss_G_grid"] = loss_G_grid.detach()
     if loss_G_face is not None:
         losses["loss_D_face"], losses["loss_G_face"] = loss_D_face.detach(), loss_G_face.detach()
     if loss_G_parts_gan is not None:

@@ -189,7 +189,8 @@ class Trainer:
             part_boxes = extra.pop(0) if cfg.lambda_parts_gan > 0 else None
             losses = train_step(self.G, self.D, self.opt_G, self.opt_D, self.scaler, self.crit, real_A, real_B,
                                 lambda: autocast(self.device, self.amp_dtype), cfg.lambda_l1, cfg.lambda_feat,
-                                parts, cfg.lambda_parts, boxes, cfg.lambda_face, part_boxes, cfg.lambda_parts_gan)
+                                parts, cfg.lambda_parts, boxes, cfg.lambda_face, part_boxes, cfg.lambda_parts_gan,
+                                cfg.lambda_grid)
             self.step += 1
             k += 1
             self.last_losses = {name: v.item() for name, v in losses.items()}
