@@ -99,28 +99,27 @@ def face_box(points: np.ndarray, size: int) -> np.ndarray:
     return np.array([*((centre + 0.5) / size * 2 - 1), max(half / size * 2, 0.05)], np.float32)
 
 
+# The parts ``--lambda-parts`` weighs: each eye (both lids) and the mouth (the outer lips).
+EYE_OUTLINES = ((sketch.EYES[0], sketch.EYES[1]), (sketch.EYES[2], sketch.EYES[3]))
+PART_OUTLINES = (*EYE_OUTLINES, (sketch.OUTER_LIPS[0], sketch.OUTER_LIPS[1]))
+
 PART_MARGIN = 1.6  # an eye's or the mouth's square side over its outline's larger extent
 PART_LEAST = 1 / 32  # the least half side of a part's square, of the image's (a closed or tiny mouth)
 
 
-def part_boxes(points: np.ndarray, size: int, outlines=None) -> np.ndarray:
+def part_boxes(points: np.ndarray, size: int, outlines=PART_OUTLINES) -> np.ndarray:
     """(K, 3) float32: one square per part of these (478, 2) landmarks (the photo's), each
     eye and the mouth (``PART_OUTLINES``) by default, as ``face_box`` gives the face's:
     (centre x, centre y, half side) in [-1, 1], the side ``PART_MARGIN`` x the outline's
     larger extent (lids and lashes, the lips' edges), at least ``PART_LEAST`` of the image."""
     boxes = []
-    for lower, upper in outlines or PART_OUTLINES:
+    for lower, upper in outlines:
         pts = points[np.concatenate([lower, upper])][:, :2]
         lo, hi = pts.min(0), pts.max(0)
         centre = (lo + hi) / 2
         half = max(PART_MARGIN * float((hi - lo).max()) / 2 / size * 2, PART_LEAST * 2)
         boxes.append([*((centre + 0.5) / size * 2 - 1), half])
     return np.array(boxes, np.float32)
-
-
-# The parts ``--lambda-parts`` weighs: each eye (both lids) and the mouth (the outer lips).
-EYE_OUTLINES = ((sketch.EYES[0], sketch.EYES[1]), (sketch.EYES[2], sketch.EYES[3]))
-PART_OUTLINES = (*EYE_OUTLINES, (sketch.OUTER_LIPS[0], sketch.OUTER_LIPS[1]))
 
 
 def parts_mask(points: np.ndarray, size: int, outlines=PART_OUTLINES) -> np.ndarray:
