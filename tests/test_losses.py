@@ -12,6 +12,36 @@ from trainers.networks import MultiscaleDiscriminator, NLayerDiscriminator
 from trainers.step import feature_matching_loss, gan_loss, gan_loss_scales, scales
 
 
+def _tiny_dataset(talking_head, tmp_path) -> dict:
+    """A 64 px dataset of 8 frames of the generated talking head (6 train, 2 val)."""
+    from trainers.dataset import build_dataset, load_dataset
+
+    build_dataset(talking_head[0], tmp_path / "ds", frames=8, size=64, val_fraction=0.25, seed=0, progress=False)
+    return load_dataset(tmp_path / "ds")
+
+
+def _frozen_step(make_D):
+    """(step, G, D, a, b, crit): one tiny U-Net and ``make_D()``'s discriminator whose
+    optimizers move nothing, a random batch of two (sketch, photo) pairs, and
+    ``step(**kw)``: ``train_step`` on them with L1 weight 100 and ``kw``'s extra losses."""
+    import contextlib
+
+    from trainers.networks import define_G
+    from trainers.step import train_step
+
+    torch.manual_seed(0)
+    G = define_G("unet", size=64, ngf=8, n_dropout=0, norm="instance")
+    D = make_D()
+    frozen = [torch.optim.SGD(G.parameters(), lr=0.0), torch.optim.SGD(D.parameters(), lr=0.0)]  # nothing moves
+    a, b = torch.rand(2, 3, 64, 64) * 2 - 1, torch.rand(2, 3, 64, 64) * 2 - 1
+    crit, scaler = gan_loss("vanilla"), torch.amp.GradScaler("cpu", enabled=False)
+
+    def step(**kw):
+        return train_step(G, D, *frozen, scaler, crit, a, b, contextlib.nullcontext, 100.0, **kw)
+
+    return step, G, D, a, b, crit
+
+
 def test_gan_loss_over_scales_is_their_mean():
     crit = gan_loss("lsgan")  # MSE against 1 (real) or 0 (fake)
     one_scale = torch.full((2, 1, 4, 4), 0.5)
@@ -184,19 +214,12 @@ def test_grid_l1_is_the_checkerboard_the_generator_adds_and_nothing_else():
 
 
 def test_the_grid_loss_joins_the_generators_loss_at_its_weight():
-    import contextlib
+    from trainers.networks import define_D
+    from trainers.step import grid_l1
 
-    from trainers.networks import define_D, define_G
-    from trainers.step import grid_l1, train_step
-
-    torch.manual_seed(0)
-    G = define_G("unet", size=64, ngf=8, n_dropout=0, norm="instance")
-    D = define_D("patch", ndf=8, n_layers=3, norm="instance")
-    frozen = [torch.optim.SGD(G.parameters(), lr=0.0), torch.optim.SGD(D.parameters(), lr=0.0)]  # nothing moves
-    a, b = torch.rand(2, 3, 64, 64) * 2 - 1, torch.rand(2, 3, 64, 64) * 2 - 1
-    crit, scaler = gan_loss("vanilla"), torch.amp.GradScaler("cpu", enabled=False)
-    plain = train_step(G, D, *frozen, scaler, crit, a, b, contextlib.nullcontext, 100.0)
-    losses = train_step(G, D, *frozen, scaler, crit, a, b, contextlib.nullcontext, 100.0, lambda_grid=2.0)
+    step, G, _, a, b, _ = _frozen_step(lambda: define_D("patch", ndf=8, n_layers=3, norm="instance"))
+    plain = step()
+    losses = step(lambda_grid=2.0)
     with torch.no_grad():
         want = grid_l1(G(a), b).item()
     assert "loss_G_grid" not in plain and losses["loss_G_grid"].item() == pytest.approx(want, rel=1e-4)
@@ -251,10 +274,8 @@ def test_training_with_the_parts_loss_logs_it_and_masks_the_moved_photo(talking_
 
     from trainers import train as tr
     from trainers.data import PairedDataset, parts_mask
-    from trainers.dataset import build_dataset, load_dataset
 
-    build_dataset(talking_head[0], tmp_path / "ds", frames=8, size=64, val_fraction=0.25, seed=0, progress=False)
-    meta = load_dataset(tmp_path / "ds")
+    meta = _tiny_dataset(talking_head, tmp_path)
     data = PairedDataset(meta, "train", augment=True, seed=3, jitter=2.0, parts=True)
     a, b, m = data[0]
     _, _, moved = data._item(0)  # the landmarks as the augmented photo has them (no jitter)
@@ -294,11 +315,9 @@ def test_training_with_the_face_discriminator_logs_it_and_resumes(talking_head, 
     from trainers import train as tr
     from trainers.checkpoint import load_checkpoint
     from trainers.data import PairedDataset, face_box
-    from trainers.dataset import build_dataset, load_dataset
     from trainers.networks import FaceDiscriminator
 
-    build_dataset(talking_head[0], tmp_path / "ds", frames=8, size=64, val_fraction=0.25, seed=0, progress=False)
-    meta = load_dataset(tmp_path / "ds")
+    meta = _tiny_dataset(talking_head, tmp_path)
     data = PairedDataset(meta, "train", augment=True, seed=3, parts=True, face=True)
     a, b, m, box = data[0]
     _, _, moved = data._item(0)
@@ -317,21 +336,11 @@ def test_training_with_the_face_discriminator_logs_it_and_resumes(talking_head, 
 
 
 def test_the_face_gan_loss_is_the_face_discriminators_verdict_on_the_generated_face():
-    import contextlib
+    from trainers.networks import crop_faces, define_D
 
-    from trainers.networks import crop_faces, define_D, define_G
-    from trainers.step import train_step
-
-    torch.manual_seed(0)
-    G = define_G("unet", size=64, ngf=8, n_dropout=0, norm="instance")
-    D = define_D("face", ndf=8, n_layers=3, norm="instance", crop=32)
-    frozen = [torch.optim.SGD(G.parameters(), lr=0.0), torch.optim.SGD(D.parameters(), lr=0.0)]  # nothing moves
-    a, b = torch.rand(2, 3, 64, 64) * 2 - 1, torch.rand(2, 3, 64, 64) * 2 - 1
+    step, G, D, a, b, crit = _frozen_step(lambda: define_D("face", ndf=8, n_layers=3, norm="instance", crop=32))
     boxes = torch.tensor([[0.0, 0.0, 0.5], [-0.2, 0.1, 0.4]])
-    crit = gan_loss("vanilla")
-    scaler = torch.amp.GradScaler("cpu", enabled=False)
-    losses = train_step(G, D, *frozen, scaler, crit, a, b, contextlib.nullcontext, 100.0, boxes=boxes,
-                        lambda_face=2.0)
+    losses = step(boxes=boxes, lambda_face=2.0)
     with torch.no_grad():
         fake = G(a)
         face_fake = D.face(crop_faces(torch.cat([a, fake], 1), boxes, 32))
@@ -339,7 +348,7 @@ def test_the_face_gan_loss_is_the_face_discriminators_verdict_on_the_generated_f
     assert losses["loss_G_face"].item() == pytest.approx(crit(face_fake, True).item(), rel=1e-4)
     assert losses["loss_D_face"].item() == pytest.approx(
         0.5 * (crit(face_real, True) + crit(face_fake, False)).item(), rel=1e-4)
-    plain = train_step(G, D, *frozen, scaler, crit, a, b, contextlib.nullcontext, 100.0)  # without boxes: no face term
+    plain = step()  # without boxes: no face term
     assert "loss_G_face" not in plain and plain["loss_G_gan"].item() == pytest.approx(losses["loss_G_gan"].item(), rel=1e-4)
 
 
@@ -364,23 +373,14 @@ def test_part_boxes_are_the_squares_around_each_eye_and_the_mouth():
 
 
 def test_the_parts_gan_loss_is_the_parts_discriminators_verdict_on_each_generated_part():
-    import contextlib
+    from trainers.networks import crop_faces, define_D
 
-    from trainers.networks import crop_faces, define_D, define_G
-    from trainers.step import train_step
-
-    torch.manual_seed(0)
-    G = define_G("unet", size=64, ngf=8, n_dropout=0, norm="instance")
-    D = define_D("face", ndf=8, n_layers=3, norm="instance", crop=32, parts_crop=32, face=False)
+    step, G, D, a, b, crit = _frozen_step(
+        lambda: define_D("face", ndf=8, n_layers=3, norm="instance", crop=32, parts_crop=32, face=False))
     assert D.face is None
-    frozen = [torch.optim.SGD(G.parameters(), lr=0.0), torch.optim.SGD(D.parameters(), lr=0.0)]  # nothing moves
-    a, b = torch.rand(2, 3, 64, 64) * 2 - 1, torch.rand(2, 3, 64, 64) * 2 - 1
     parts = torch.tensor([[[-0.3, -0.2, 0.15], [0.3, -0.2, 0.15], [0.0, 0.4, 0.2]],
                           [[-0.2, -0.3, 0.1], [0.25, -0.3, 0.1], [0.05, 0.3, 0.25]]])  # (B, 3 parts, 3)
-    crit = gan_loss("vanilla")
-    scaler = torch.amp.GradScaler("cpu", enabled=False)
-    losses = train_step(G, D, *frozen, scaler, crit, a, b, contextlib.nullcontext, 100.0, part_boxes=parts,
-                        lambda_parts_gan=3.0)
+    losses = step(part_boxes=parts, lambda_parts_gan=3.0)
     with torch.no_grad():
         fake = G(a)
 
@@ -394,10 +394,9 @@ def test_the_parts_gan_loss_is_the_parts_discriminators_verdict_on_each_generate
     assert losses["loss_D_parts"].item() == pytest.approx(
         0.5 * (crit(parts_real, True) + crit(parts_fake, False)).item(), rel=1e-4)
     assert "loss_G_face" not in losses  # no face D here
-    plain = train_step(G, D, *frozen, scaler, crit, a, b, contextlib.nullcontext, 100.0)
+    plain = step()
     assert "loss_G_parts_gan" not in plain
-    with_it = train_step(G, D, *frozen, scaler, crit, a, b, contextlib.nullcontext, 100.0, part_boxes=parts,
-                         lambda_parts_gan=0.0)  # weight 0: off
+    with_it = step(part_boxes=parts, lambda_parts_gan=0.0)  # weight 0: off
     assert "loss_G_parts_gan" not in with_it
 
 
@@ -405,10 +404,8 @@ def test_training_with_the_parts_discriminator_saves_it_and_asks_for_it_to_resum
     from trainers import train as tr
     from trainers.checkpoint import check_resumable, load_checkpoint
     from trainers.data import PairedDataset, part_boxes
-    from trainers.dataset import build_dataset, load_dataset
 
-    build_dataset(talking_head[0], tmp_path / "ds", frames=8, size=64, val_fraction=0.25, seed=0, progress=False)
-    meta = load_dataset(tmp_path / "ds")
+    meta = _tiny_dataset(talking_head, tmp_path)
     data = PairedDataset(meta, "train", augment=True, seed=3, face=True, part_squares=True)
     a, b, box, parts = data[0]
     _, _, moved = data._item(0)
