@@ -99,8 +99,10 @@ def dataset(video, output, frames, size, val_fraction, seed, quiet):
               help="Extra L1 on the output's checkerboard (its sub-pixel phases' local means), a share of the L1 weight (0: off).")
 @click.option("--blur-up", type=int, default=0, show_default=True,
               help="Follow the generator's last N upsamplings by a fixed low-pass (against their checkerboard; 0: none).")
-@click.option("--resize-up", type=int, default=0, show_default=True,
+@click.option("--resize-up", type=int, default=2, show_default=True,
               help="Make the generator's last N upsamplings resize-convolutions (no checkerboard, no run-time cost; 0: none).")
+@click.option("--ema", type=float, default=0.995, show_default=True,
+              help="Validate and export a moving average of the generator's weights with this decay a step (e.g. 0.995; 0: the last weights).")
 @click.option("--decay-epochs", type=int, default=0, show_default=True, help="Linear lr decay over the last N epochs.")
 @click.option("--decay-share", type=float, default=0.0, show_default=True,
               help="With --minutes: linear lr decay to 0 over this last share of the time budget (0: constant lr).")
@@ -125,7 +127,7 @@ def dataset(video, output, frames, size, val_fraction, seed, quiet):
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @_slurm_options
 def train(video, name, display_name, dataset_dir, workdir, frames, size, ngf, ndf, norm, no_dropout, epochs, minutes,
-          batch_size, lr, lr_d, gan_mode, num_D, lambda_feat, lambda_parts, lambda_face, lambda_parts_gan, lambda_grid, blur_up, resize_up, decay_epochs, decay_share, save_every, device,
+          batch_size, lr, lr_d, gan_mode, num_D, lambda_feat, lambda_parts, lambda_face, lambda_parts_gan, lambda_grid, blur_up, resize_up, ema, decay_epochs, decay_share, save_every, device,
           precision, workers, sync_bn, no_augment, jitter, student, student_minutes, seed, max_steps, student_steps, resume, force,
           quiet, **slurm):
     """Train a persona from one video: dataset -> pix2pix -> export -> install.
@@ -139,7 +141,7 @@ def train(video, name, display_name, dataset_dir, workdir, frames, size, ngf, nd
     cfg = TrainConfig(size=size, ngf=ngf, ndf=ndf, norm=norm, dropout=not no_dropout,
                       epochs=epochs if epochs is not None or minutes is not None else 30,
                       minutes=minutes, batch_size=batch_size, lr=lr, lr_d=lr_d, gan_mode=gan_mode, num_D=num_D,
-                      lambda_feat=lambda_feat, lambda_parts=lambda_parts, lambda_face=lambda_face, lambda_parts_gan=lambda_parts_gan, lambda_grid=lambda_grid, blur_up=blur_up, resize_up=resize_up, decay_epochs=decay_epochs, decay_share=decay_share,
+                      lambda_feat=lambda_feat, lambda_parts=lambda_parts, lambda_face=lambda_face, lambda_parts_gan=lambda_parts_gan, lambda_grid=lambda_grid, blur_up=blur_up, resize_up=resize_up, ema=ema, decay_epochs=decay_epochs, decay_share=decay_share,
                       save_every=save_every, device=device,
                       precision=precision, workers=workers, sync_bn=sync_bn, augment=not no_augment,
                       jitter=jitter, seed=seed, max_steps=max_steps, student=student,

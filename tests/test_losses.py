@@ -141,7 +141,7 @@ def test_a_resize_convolution_is_nearest_upsampling_then_a_3x3_convolution_and_e
     plain = layer.plain()
     assert type(plain) is torch.nn.ConvTranspose2d and torch.allclose(plain(x), layer(x), atol=1e-6)
 
-    assert "resize_up" not in model_args(TrainConfig())["G"]  # off: older checkpoints' arguments, unchanged
+    assert "resize_up" not in model_args(TrainConfig(resize_up=0))["G"]  # off: older checkpoints' arguments, unchanged
     args = model_args(TrainConfig(size=64, ngf=8, ndf=8, resize_up=2))
     assert args["G"]["resize_up"] == 2 and "resize_up" in ARCH_FIELDS  # a checkpoint of another kind cannot resume
     G, _ = build_networks(args)
@@ -430,8 +430,49 @@ def test_a_checkpoint_from_before_the_face_discriminator_resumes_only_without_on
     from f2f_cam.errors import UserError
     from trainers.checkpoint import check_resumable
 
-    old = {k: v for k, v in dc.asdict(TrainConfig()).items() if k != "lambda_face"}  # saved before it existed
+    old = {k: v for k, v in dc.asdict(TrainConfig()).items() if k not in ("lambda_face", "resize_up")}  # saved before they existed
     ckpt = {"config": old, "dataset": {"video_sha256": "abc"}}
-    check_resumable(ckpt, TrainConfig(lambda_face=0.0), "abc", tmp_path / "last.pt")
-    with pytest.raises(UserError, match=r"lambda_face=0.0 \(now 1.0\)"):
+    check_resumable(ckpt, TrainConfig(lambda_face=0.0, resize_up=0), "abc", tmp_path / "last.pt")
+    with pytest.raises(UserError, match=r"lambda_face=0.0 \(now 1.0\), resize_up=0 \(now 2\)"):
         check_resumable(ckpt, TrainConfig(), "abc", tmp_path / "last.pt")
+
+
+def test_the_weights_average_moves_a_share_of_the_way_and_skips_the_first_steps():
+    from torch import nn
+
+    from trainers.step import ema_decay, ema_update
+
+    assert ema_decay(0.995, 1) == pytest.approx(2 / 11)  # early: mostly the new weights
+    assert ema_decay(0.995, 10_000) == 0.995
+    model, ema = nn.BatchNorm1d(3), nn.BatchNorm1d(3)
+    with torch.no_grad():
+        model.weight.fill_(3.0)
+        model.running_mean.fill_(5.0)
+    ema_update(ema, model, 0.75)
+    assert torch.allclose(ema.weight, torch.full((3,), 1.5))  # 1 + (3 - 1) * 0.25
+    assert torch.equal(ema.running_mean, model.running_mean)  # buffers: the model's own
+    with pytest.raises(UserError, match="--ema"):
+        TrainConfig(ema=1.0)
+
+
+def test_training_with_ema_saves_the_average_and_exports_it(talking_head, tmp_path):
+    from trainers import train as tr
+    from trainers.checkpoint import build_generator_from_checkpoint, load_checkpoint
+
+    meta = _tiny_dataset(talking_head, tmp_path)
+    cfg = TrainConfig(size=64, ngf=8, ndf=8, batch_size=2, norm="instance", ema=0.9, epochs=1, precision="fp32",
+                      lambda_face=0.0)
+    tr.train(cfg, meta, tmp_path / "run", progress=False)
+    ckpt = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
+    last, average = ckpt["G"], ckpt["G_ema"]
+    assert last.keys() == average.keys() and any(not torch.equal(last[k], average[k]) for k in last)
+    exported = build_generator_from_checkpoint(ckpt).state_dict()
+    assert all(torch.equal(exported[k], average[k]) for k in average)  # export takes the average
+    # Resumed with --ema from a run without it: the average starts from its last weights.
+    del ckpt["G_ema"]
+    torch.save(ckpt, tmp_path / "run" / "checkpoints" / "last.pt")
+    more = tr.train(dataclasses.replace(cfg, epochs=2), meta, tmp_path / "run", resume=True, progress=False)
+    assert more["steps"] == 6
+    assert "G_ema" in load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
+    without = build_generator_from_checkpoint(ckpt).state_dict()  # the copy without the average
+    assert all(torch.equal(without[k], last[k]) for k in last)  # no average saved: the last weights

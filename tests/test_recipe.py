@@ -121,7 +121,7 @@ def test_checkpoint_rebuilds_its_generator_from_model_args_alone(small_dataset, 
                       config=TrainConfig(**{**TINY, "norm": "instance", "dropout": False}, epochs=1, max_steps=2))
     ckpt = load_checkpoint(r.checkpoint)
     assert ckpt["model_args"] == {
-        "G": {"kind": "unet", "size": 64, "ngf": 8, "n_dropout": 0, "norm": "instance"},
+        "G": {"kind": "unet", "size": 64, "ngf": 8, "n_dropout": 0, "norm": "instance", "resize_up": 2},
         "D": {"kind": "face", "ndf": 8, "n_layers": 3, "norm": "instance", "num_D": 1, "features": False,
               "crop": 32},
     }
@@ -132,7 +132,7 @@ def test_checkpoint_rebuilds_its_generator_from_model_args_alone(small_dataset, 
         bare = {k: v for k, v in ckpt.items() if k != "config"}
         assert torch.equal(build_generator_from_checkpoint(bare)(x), want)
         G, D = build_networks(ckpt["model_args"])
-        G.load_state_dict(ckpt["G"])
+        G.load_state_dict(ckpt["G_ema"])  # the weights' average (--ema), not the last weights
         D.load_state_dict(ckpt["D"])
         assert torch.equal(G.eval()(x), want)
         # An older checkpoint without model_args still loads, from its config dict.

@@ -78,7 +78,7 @@ def load_checkpoint(path: Path) -> dict:
         raise UserError(f"checkpoint {path} was trained on sketch version {ckpt.get('sketch_version')}, "
                         f"this f2f-cam draws version {sketch.SKETCH_VERSION}; train again")
     # A diverged run saves NaN weights: exported, they draw nothing; resumed, they stay NaN.
-    for net in ("G", "D"):
+    for net in ("G", "G_ema", "D"):
         weights = ckpt.get(net) if isinstance(ckpt.get(net), dict) else {}
         bad = next((k for k, t in weights.items() if isinstance(t, torch.Tensor)
                     and t.is_floating_point() and not torch.isfinite(t).all()), None)
@@ -91,8 +91,9 @@ def load_checkpoint(path: Path) -> dict:
 def check_resumable(ckpt: dict, cfg: TrainConfig, dataset_sha: str, path: Path) -> None:
     """Refuse to resume a run made with other networks, another loss or another video."""
     # A field an older checkpoint lacks had its default then (e.g. num_D, lambda_feat);
-    # lambda_face came in with a default of 1, and a checkpoint without it has no face D.
-    defaults = {**{f.name: f.default for f in dataclasses.fields(TrainConfig)}, "lambda_face": 0.0}
+    # lambda_face came in with a default of 1, and a checkpoint without it has no face D;
+    # resize_up with a default of 2, and one without it has only transposed convolutions.
+    defaults = {**{f.name: f.default for f in dataclasses.fields(TrainConfig)}, "lambda_face": 0.0, "resize_up": 0}
     old = {k: ckpt["config"].get(k, defaults[k]) for k in ARCH_FIELDS}
     diff = [f"{k}={old[k]!r} (now {getattr(cfg, k)!r})" for k in ARCH_FIELDS if old[k] != getattr(cfg, k)]
     if diff:
@@ -124,9 +125,10 @@ def checkpoint_model_args(ckpt: dict) -> dict:
 
 
 def build_generator_from_checkpoint(ckpt: dict) -> nn.Module:
-    """A checkpoint rebuilds its own generator (eval mode) from the arguments saved with it."""
+    """A checkpoint rebuilds its own generator (eval mode) from the arguments saved with it:
+    the weights' moving average where the run kept one (``--ema``), else the last weights."""
     G = _define(define_G, checkpoint_model_args(ckpt)["G"])
-    G.load_state_dict(ckpt["G"])
+    G.load_state_dict(ckpt.get("G_ema", ckpt["G"]))
     return G.eval()
 
 

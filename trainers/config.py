@@ -64,8 +64,13 @@ class TrainConfig:
     # (trainers.networks.Blur) against the transposed convolutions' checkerboard (0: none).
     blur_up: int = 0
     # The generator's last this many upsamplings as resize-convolutions (nearest 2x, then
-    # 3x3), tied into the 4x4 transposed convolutions they equal (0: none).
-    resize_up: int = 0
+    # 3x3), tied into the 4x4 transposed convolutions they equal (0: none; the default 2
+    # removes the fine checkerboard on hair and forehead at no run-time cost).
+    resize_up: int = 2
+    # Validate and export an exponential moving average of the generator's weights, with
+    # this decay per step (0: the last weights, as pix2pix). It costs no training step
+    # and no run-time; on d6 it drew a cleaner face than the same run's last weights.
+    ema: float = 0.995
     augment: bool = True  # same small rotation/scale/shift on sketch and photo
     jitter: float = 0.0  # landmark noise (px at 256 px) on the sketch only, with augment (0: off)
     save_every: int = 500  # steps between checkpoints (also one at every epoch end; 0: only those)
@@ -99,6 +104,8 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and not value > 0:  # also refuses NaN
                 raise UserError(f"invalid {_flag(name)} {value!r}: must be more than 0")
+        if not 0 <= self.ema < 1:  # also refuses NaN
+            raise UserError(f"invalid {_flag('ema')} {self.ema!r}: must be in [0, 1), e.g. 0.995 (0: off)")
         if not 0 <= self.decay_share <= 1:  # also refuses NaN
             raise UserError(f"invalid {_flag('decay_share')} {self.decay_share!r}: must be from 0 to 1")
         if not 0 <= self.beta1 < 1:

@@ -102,7 +102,7 @@ def train_args(cfg: TrainConfig, device: str) -> list[str]:
     args += ["--batch-size", cfg.batch_size, "--lr", cfg.lr] + ([] if cfg.lr_d is None else ["--lr-d", cfg.lr_d])
     args += ["--gan-mode", cfg.gan_mode, "--num-d", cfg.num_D,
              "--lambda-feat", cfg.lambda_feat, "--lambda-parts", cfg.lambda_parts,
-             "--lambda-face", cfg.lambda_face, "--lambda-parts-gan", cfg.lambda_parts_gan, "--lambda-grid", cfg.lambda_grid, "--blur-up", cfg.blur_up, "--resize-up", cfg.resize_up, "--decay-epochs", cfg.decay_epochs, "--decay-share",
+             "--lambda-face", cfg.lambda_face, "--lambda-parts-gan", cfg.lambda_parts_gan, "--lambda-grid", cfg.lambda_grid, "--blur-up", cfg.blur_up, "--resize-up", cfg.resize_up, "--ema", cfg.ema, "--decay-epochs", cfg.decay_epochs, "--decay-share",
              cfg.decay_share, "--jitter", cfg.jitter, "--save-every", cfg.save_every, "--device", device,
              "--precision", cfg.precision, "--workers", cfg.workers, "--seed", cfg.seed,
              "--student", cfg.student, "--student-minutes", cfg.student_minutes]

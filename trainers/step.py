@@ -65,6 +65,23 @@ def prepare_models(G: nn.Module, D: nn.Module, device: torch.device, amp_dtype) 
     return G, D
 
 
+def ema_decay(decay: float, step: int) -> float:
+    """The EMA's decay at ``step`` (counted from 1): ``decay``, less at first, so the
+    average does not drag the random initial weights along (TensorFlow's
+    ExponentialMovingAverage with num_updates)."""
+    return min(decay, (1 + step) / (10 + step))
+
+
+@torch.no_grad()
+def ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
+    """``ema``'s parameters move ``1 - decay`` of the way to ``model``'s; its buffers
+    (BatchNorm's running statistics) are ``model``'s."""
+    for e, p in zip(ema.parameters(), model.parameters(), strict=True):
+        e.lerp_(p.detach(), 1.0 - decay)
+    for e, b in zip(ema.buffers(), model.buffers(), strict=True):
+        e.copy_(b)
+
+
 def make_optimizers(G: nn.Module, D: nn.Module, lr: float, beta1: float, device: torch.device,
                     lr_d: float | None = None):
     """pix2pix's Adam for G and D (D at ``lr_d`` when given); PyTorch's fused kernel on

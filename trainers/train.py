@@ -12,6 +12,7 @@ samples and logs. The pieces live beside it: the step (step.py), checkpoints
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import logging
 import signal
@@ -33,7 +34,7 @@ from trainers.distributed import (Dist, broadcast_ints, gather_objects, init_dis
                                   wrap)
 from trainers.evaluate import save_grid, validate
 from trainers.logs import MetricsLog
-from trainers.step import (autocast, default_ndf, gan_loss, make_optimizers, pick_precision, precision_name,
+from trainers.step import (autocast, default_ndf, ema_decay, ema_update, gan_loss, make_optimizers, pick_precision, precision_name,
                            prepare_models, train_step)
 
 log = logging.getLogger(__name__)
@@ -97,6 +98,8 @@ class Trainer:
         if dd.world > 1 and cfg.sync_bn:  # batch statistics over the global batch
             G, D = nn.SyncBatchNorm.convert_sync_batchnorm(G), nn.SyncBatchNorm.convert_sync_batchnorm(D)
         self.G, self.D = prepare_models(G, D, self.device, self.amp_dtype)
+        # With --ema: the generator that is validated, sampled and exported (same weights to start).
+        self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False) if cfg.ema else None
         self.base_lr = {"G": cfg.lr, "D": cfg.lr if cfg.lr_d is None else cfg.lr_d}  # the schedules scale these
         self.opt_G, self.opt_D = make_optimizers(self.G, self.D, cfg.lr, cfg.beta1, self.device, self.base_lr["D"])
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
@@ -124,6 +127,8 @@ class Trainer:
         check_resumable(ckpt, self.cfg, self.meta["video_sha256"], self.ckpt_path)
         self.G.load_state_dict(ckpt["G"])
         self.D.load_state_dict(ckpt["D"])
+        if self.G_ema is not None:  # a run made without --ema: its average starts here
+            self.G_ema.load_state_dict(ckpt.get("G_ema", ckpt["G"]))
         self.opt_G.load_state_dict(ckpt["opt_G"])
         self.opt_D.load_state_dict(ckpt["opt_D"])
         if ckpt.get("scaler"):
@@ -193,6 +198,8 @@ class Trainer:
                                 cfg.lambda_grid)
             self.step += 1
             k += 1
+            if self.G_ema is not None:
+                ema_update(self.G_ema, unwrap(self.G), ema_decay(cfg.ema, self.step))
             self.last_losses = {name: v.item() for name, v in losses.items()}
             bar.update(1)
             bar.set_postfix(D=f"{self.last_losses['loss_D']:.3f}", G=f"{self.last_losses['loss_G_gan']:.3f}",
@@ -217,10 +224,10 @@ class Trainer:
 
     def end_epoch(self, bar) -> None:
         """Rank 0, after an epoch's last step: validate, log, sample grid."""
-        metrics = validate(unwrap(self.G), self.val_set, self.device, self.amp_dtype, self.fmt)
+        metrics = validate(self.shown_G, self.val_set, self.device, self.amp_dtype, self.fmt)
         self.logs.add({"epoch": self.epoch + 1, "step": self.step, "seconds": round(self.seconds, 1),
                        "lr": self.opt_G.param_groups[0]["lr"], **self.last_losses, **metrics})
-        save_grid(unwrap(self.G), self.val_set, self.device, self.amp_dtype, self.fmt, self.cfg.val_samples,
+        save_grid(self.shown_G, self.val_set, self.device, self.amp_dtype, self.fmt, self.cfg.val_samples,
                   self.run_dir / "samples" / f"epoch_{self.epoch + 1:03d}.png")
         runs.update(self.run_dir, epoch=self.epoch + 1, step=self.step, val=metrics,
                     samples=str(self.run_dir / "samples" / f"epoch_{self.epoch + 1:03d}.png"))
@@ -248,6 +255,11 @@ class Trainer:
         return STOP_REASONS[reason], micro / 1e6 if scheduled else None
 
     @property
+    def shown_G(self) -> nn.Module:
+        """The generator the run is judged by and exports: the average with --ema."""
+        return unwrap(self.G) if self.G_ema is None else self.G_ema
+
+    @property
     def seconds(self) -> float:
         """Training time over all sessions of this run."""
         return self.seconds_before + time.monotonic() - self.t0
@@ -270,6 +282,7 @@ class Trainer:
             "version": CHECKPOINT_VERSION, "sketch_version": sketch.SKETCH_VERSION,
             "config": dataclasses.asdict(self.cfg), "model_args": self.model_args,
             "G": G.state_dict(), "D": unwrap(self.D).state_dict(),
+            **({"G_ema": self.G_ema.state_dict()} if self.G_ema is not None else {}),
             "opt_G": self.opt_G.state_dict(), "opt_D": self.opt_D.state_dict(),
             "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else {},
             "epoch": epoch, "step_in_epoch": k, "step": self.step, "seconds": self.seconds,
@@ -283,7 +296,7 @@ class Trainer:
     def result(self, stopped: str) -> dict:
         final = self.logs.history[-1] if self.logs.history else {}
         if self.dd.main and not final:  # stopped before the first epoch ended: still measure it
-            final = validate(unwrap(self.G), self.val_set, self.device, self.amp_dtype, self.fmt)
+            final = validate(self.shown_G, self.val_set, self.device, self.amp_dtype, self.fmt)
         return {
             "stopped": stopped, "steps": self.step, "epochs": self.epoch, "seconds": round(self.seconds, 1),
             "device": str(self.device), "precision": precision_name(self.amp_dtype),
