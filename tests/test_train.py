@@ -147,8 +147,8 @@ def test_two_process_ddp_matches_one_process(tiny_dataset, tmp_path):
     a = _ddp_worker(tiny_dataset, tmp_path / "ddp3", 2, 2, 3)
     assert a["world_size"] == 2 and a["step"] == 3
     assert len(set(a["rank_G_sha1"])) == 1  # both ranks hold bit-identical generators
-    moved = max((a["G"][k].float() - define_G("unet", size=64, ngf=8, n_dropout=0, norm="instance")
-                 .state_dict()[k].float()).abs().max().item() for k in a["G"] if "weight" in k)
+    fresh = define_G("unet", size=64, ngf=8, n_dropout=0, norm="instance", resize_up=2).state_dict()  # train's default
+    moved = max((a["G"][k].float() - fresh[k].float()).abs().max().item() for k in a["G"] if "weight" in k)
     assert moved > 1e-4  # training really changed the weights
 
     # Same global batch (2 x 2 vs 1 x 4): equal up to float summation order. Compared
