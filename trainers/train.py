@@ -34,8 +34,8 @@ from trainers.distributed import (Dist, broadcast_ints, gather_objects, init_dis
                                   wrap)
 from trainers.evaluate import save_grid, validate
 from trainers.logs import MetricsLog
-from trainers.step import (autocast, default_ndf, ema_decay, ema_update, gan_loss, make_optimizers, pick_precision, precision_name,
-                           prepare_models, train_step)
+from trainers.step import (autocast, default_ndf, ema_decay, ema_update, gan_loss, make_optimizers, pick_precision,
+                           precision_name, prepare_models, train_step)
 
 log = logging.getLogger(__name__)
 
