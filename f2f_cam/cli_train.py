@@ -114,6 +114,9 @@ def dataset(video, output, frames, size, val_fraction, seed, quiet):
 @click.option("--no-augment", is_flag=True, help="No random rotation/scale/shift of the pairs.")
 @click.option("--jitter", type=float, default=0.0, show_default=True,
               help="Landmark noise on the training sketches (px at 256 px; 0: off).")
+@click.option("--recon-share", type=float, default=0.0, show_default=True,
+              help="Share of training sketches drawn from the expression model's redrawing of each frame "
+                   "(what the runtime draws; 0: the real landmarks only).")
 @click.option("--student", default="auto", show_default=True,
               help="auto | yes | no: also distil a real-time student (auto: when the generator is too slow "
                    "for 30 fps on this CPU).")
@@ -128,7 +131,7 @@ def dataset(video, output, frames, size, val_fraction, seed, quiet):
 @_slurm_options
 def train(video, name, display_name, dataset_dir, workdir, frames, size, ngf, ndf, norm, no_dropout, epochs, minutes,
           batch_size, lr, lr_d, gan_mode, num_D, lambda_feat, lambda_parts, lambda_face, lambda_parts_gan, lambda_grid, blur_up, resize_up, ema, decay_epochs, decay_share, save_every, device,
-          precision, workers, sync_bn, no_augment, jitter, student, student_minutes, seed, max_steps, student_steps, resume, force,
+          precision, workers, sync_bn, no_augment, jitter, recon_share, student, student_minutes, seed, max_steps, student_steps, resume, force,
           quiet, **slurm):
     """Train a persona from one video: dataset -> pix2pix -> export -> install.
 
@@ -144,7 +147,7 @@ def train(video, name, display_name, dataset_dir, workdir, frames, size, ngf, nd
                       lambda_feat=lambda_feat, lambda_parts=lambda_parts, lambda_face=lambda_face, lambda_parts_gan=lambda_parts_gan, lambda_grid=lambda_grid, blur_up=blur_up, resize_up=resize_up, ema=ema, decay_epochs=decay_epochs, decay_share=decay_share,
                       save_every=save_every, device=device,
                       precision=precision, workers=workers, sync_bn=sync_bn, augment=not no_augment,
-                      jitter=jitter, seed=seed, max_steps=max_steps, student=student,
+                      jitter=jitter, recon_share=recon_share, seed=seed, max_steps=max_steps, student=student,
                       student_minutes=student_minutes, student_steps=student_steps)
     if slurm["slurm"] or slurm["slurm_dry_run"]:
         return _submit(name, video, dataset_dir, cfg, workdir, frames, display_name, resume, force, quiet, slurm)

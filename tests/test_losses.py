@@ -198,6 +198,56 @@ def test_landmark_jitter_moves_the_sketch_not_the_photo(talking_head, tmp_path):
     assert np.array_equal(a1, jittered.pair(0)[0])  # drawn from (seed, epoch, index): repeatable
 
 
+def test_recon_share_draws_the_sketch_from_the_expression_models_redrawing(talking_head, tmp_path):
+    """--recon-share: the sketch from the expression model's landmarks for the frame's own
+    scores and pose (moved onto the frame), the photo and its landmarks unchanged."""
+    import numpy as np
+
+    from f2f_cam import sketch
+    from trainers.data import PairedDataset
+    from trainers.dataset import build_dataset, load_dataset
+    from trainers.export import reconstruct_frames
+
+    build_dataset(talking_head[0], tmp_path / "ds", frames=16, size=64, val_fraction=0.25, seed=0, progress=False)
+    meta = load_dataset(tmp_path / "ds")
+    recon = reconstruct_frames(meta)
+    real = np.array([p["landmarks"] for p in meta["pairs"]], np.float32)[:, :, :2]
+    assert recon.shape == real.shape and recon.dtype == np.float32
+    err = np.linalg.norm(recon - real, axis=2)
+    assert 0 < np.median(err) < 0.03 * 64  # near the frame's own landmarks, not them
+    plain = PairedDataset(meta, "train", augment=False)
+    every = PairedDataset(meta, "train", augment=False, recon=recon, recon_share=1.0)
+    none = PairedDataset(meta, "train", augment=False, recon=recon, recon_share=0.0)
+    first = [i for i, p in enumerate(meta["pairs"]) if p["split"] == "train"][0]
+    a, b = every.pair(0)
+    assert np.array_equal(a, sketch.render(recon[first], 64))
+    assert np.array_equal(b, plain.pair(0)[1]) and not np.array_equal(a, plain.pair(0)[0])
+    assert np.array_equal(every._item(0)[2], plain._item(0)[2])  # the photo's landmarks (masks, boxes)
+    assert np.array_equal(none.pair(0)[0], plain.pair(0)[0])
+    half = PairedDataset(meta, "train", augment=True, seed=1, recon=recon, recon_share=0.5)
+    drawn = [not np.array_equal(half.pair(i)[0], PairedDataset(meta, "train", augment=True, seed=1).pair(i)[0])
+             for i in range(len(half))]
+    assert 0 < sum(drawn) < len(drawn)  # some of each, repeatably from (seed, epoch, index)
+    assert drawn == [not np.array_equal(half.pair(i)[0], PairedDataset(meta, "train", augment=True, seed=1).pair(i)[0])
+                     for i in range(len(half))]
+
+
+def test_recon_share_is_checked(talking_head, tmp_path):
+    import pytest
+
+    from f2f_cam.errors import UserError
+    from trainers.config import TrainConfig
+    from trainers.dataset import build_dataset, load_dataset
+    from trainers.train import reconstructed
+
+    for bad in (-0.1, 1.5, float("nan")):
+        with pytest.raises(UserError, match="recon-share"):
+            TrainConfig(epochs=1, recon_share=bad)
+    build_dataset(talking_head[0], tmp_path / "ds", frames=6, size=64, val_fraction=0.34, seed=0, progress=False)
+    with pytest.raises(UserError, match="--recon-share needs the dataset's expression model"):
+        reconstructed(load_dataset(tmp_path / "ds"))  # 6 frames: too few for the fit
+
+
 def test_grid_l1_is_the_checkerboard_the_generator_adds_and_nothing_else():
     from trainers.step import grid_l1
 

@@ -73,6 +73,9 @@ class TrainConfig:
     ema: float = 0.995
     augment: bool = True  # same small rotation/scale/shift on sketch and photo
     jitter: float = 0.0  # landmark noise (px at 256 px) on the sketch only, with augment (0: off)
+    # The share of training sketches drawn from the expression model's redrawing of each
+    # frame's landmarks (trainers.export.reconstruct_frames) instead of the real ones.
+    recon_share: float = 0.0
     save_every: int = 500  # steps between checkpoints (also one at every epoch end; 0: only those)
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     precision: str = "auto"  # auto | fp32 | bf16 | fp16 (auto: bf16 where the hardware has it)
@@ -106,8 +109,9 @@ class TrainConfig:
                 raise UserError(f"invalid {_flag(name)} {value!r}: must be more than 0")
         if not 0 <= self.ema < 1:  # also refuses NaN
             raise UserError(f"invalid {_flag('ema')} {self.ema!r}: must be in [0, 1), e.g. 0.995 (0: off)")
-        if not 0 <= self.decay_share <= 1:  # also refuses NaN
-            raise UserError(f"invalid {_flag('decay_share')} {self.decay_share!r}: must be from 0 to 1")
+        for name in ("decay_share", "recon_share"):
+            if not 0 <= getattr(self, name) <= 1:  # also refuses NaN
+                raise UserError(f"invalid {_flag(name)} {getattr(self, name)!r}: must be from 0 to 1")
         if not 0 <= self.beta1 < 1:
             raise UserError(f"invalid {_flag('beta1')} {self.beta1!r}: must be in [0, 1)")
         if self.epochs is None and self.minutes is None and self.max_steps is None:

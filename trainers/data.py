@@ -29,17 +29,27 @@ class PairedDataset(torch.utils.data.Dataset):
     (1, S, S) is 1 on the eyes and the mouth (``parts_mask``), for ``--lambda-parts``.
     With ``face``, the face's square (``face_box``, (3,)) follows, for ``--lambda-face``;
     with ``part_squares``, the eyes' and the mouth's (``part_boxes``, (3, 3)), for
-    ``--lambda-parts-gan``.
+    ``--lambda-parts-gan``. With ``recon`` ((N, 478, 2) for every pair of ``meta``, in
+    its order: ``trainers.export.reconstruct_frames``), an item's sketch is drawn from
+    the expression model's redrawing of its landmarks instead of the real ones with
+    probability ``recon_share`` (drawn from (seed, epoch, index) too): the kind of
+    sketch the runtime draws in ``expression`` mode, against the real photo.
     """
 
     def __init__(self, meta: dict, split: str, augment: bool = False, seed: int = 0,
                  rotate: float = 4.0, scale: float = 0.05, shift: float = 0.03, jitter: float = 0.0,
-                 parts: bool = False, face: bool = False, part_squares: bool = False):
+                 parts: bool = False, face: bool = False, part_squares: bool = False,
+                 recon: np.ndarray | None = None, recon_share: float = 0.0):
         folder = Path(meta["folder"])
         self.size = int(meta["image_size"])
         pairs = [p for p in meta["pairs"] if p["split"] == split]
         self.files = [p["file"] for p in pairs]
         self.points = np.array([p["landmarks"] for p in pairs], np.float32)  # (N, 478, 2)
+        if recon is not None and len(recon) != len(meta["pairs"]):
+            raise ValueError(f"recon has {len(recon)} shapes for {len(meta['pairs'])} pairs")
+        self.recon = None if recon is None or recon_share <= 0 else np.asarray(recon, np.float32)[
+            [i for i, p in enumerate(meta["pairs"]) if p["split"] == split]]
+        self.recon_share = recon_share
         self.photos = np.stack([read_image(folder / "B" / f) for f in self.files])  # (N, S, S, 3) uint8
         self.augment, self.seed = augment, seed
         self.rotate, self.scale, self.shift = rotate, scale, shift
@@ -60,6 +70,9 @@ class PairedDataset(torch.utils.data.Dataset):
     def _item(self, idx: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(A, B, the landmarks the photo has) for item ``idx``."""
         pts, photo = self.points[idx], self.photos[idx]
+        drawn = pts  # the landmarks the sketch is drawn from
+        if self.recon is not None and np.random.default_rng([self.seed, self.epoch, idx, 1]).random() < self.recon_share:
+            drawn = self.recon[idx]
         if self.augment:
             rng = np.random.default_rng([self.seed, self.epoch, idx])
             s = self.size
@@ -67,11 +80,11 @@ class PairedDataset(torch.utils.data.Dataset):
                                         1 + rng.uniform(-self.scale, self.scale))
             m[:, 2] += rng.uniform(-self.shift, self.shift, 2) * s
             photo = cv2.warpAffine(photo, m, (s, s), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-            pts = pts @ m[:, :2].T + m[:, 2]
+            pts, drawn = pts @ m[:, :2].T + m[:, 2], drawn @ m[:, :2].T + m[:, 2]
             if self.jitter > 0:  # the sketch only: the photo's landmarks stay where they are
-                return sketch.render(pts + rng.normal(0, self.jitter, pts.shape).astype(np.float32),
+                return sketch.render(drawn + rng.normal(0, self.jitter, drawn.shape).astype(np.float32),
                                      self.size), photo, pts
-        return sketch.render(pts, self.size), photo, pts
+        return sketch.render(drawn, self.size), photo, pts
 
     def __getitem__(self, idx: int) -> tuple[torch.Tensor, ...]:
         a, b, pts = self._item(idx)

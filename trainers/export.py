@@ -24,7 +24,7 @@ from f2f_cam import sketch
 from f2f_cam import expression
 from f2f_cam.errors import UserError
 from f2f_cam.generator import to_image, to_input
-from f2f_cam.geometry import Crop
+from f2f_cam.geometry import STABLE_POINTS, Crop, apply_affine, fit_similarity
 from f2f_cam.persona import PersonaStore
 from trainers.checkpoint import build_generator_from_checkpoint, load_checkpoint
 from trainers.dataset import load_dataset
@@ -133,6 +133,32 @@ def fit_expression(meta: dict, **fit_options) -> expression.ExpressionModel:
     return expression.fit(landmarks, np.array([p["blendshapes"] for p in pairs]),
                           np.array([p["pose"] for p in pairs]), np.asarray(meta["canonical_landmarks"]),
                           neutral_index, **fit_options)
+
+
+def reconstruct_frames(meta: dict, model: expression.ExpressionModel | None = None) -> np.ndarray:
+    """(N, 478, 2) float32: every pair's landmarks as the expression model redraws them
+    from the pair's own scores and head pose (the kind of landmarks the runtime draws the
+    sketch from in ``expression`` mode), in ``meta["pairs"]`` order.
+
+    The irises are put where the frame's own look (``expression.gaze``) puts them, within
+    the model's range, as ``ExpressionModel.drive`` does with a user's; the shape is then
+    moved onto the frame's landmarks by the similarity over the stable points, so that it
+    differs from them by the model's expression and shape alone, not by where the head
+    is. ``model``: the dataset's (``fit_expression``) when None; ``ValueError`` from the
+    fit when the dataset cannot make one (fewer than 10 frames).
+    """
+    model = fit_expression(meta) if model is None else model
+    pairs = meta["pairs"]
+    mean = expression.mean_pose(np.array([p["pose"] for p in pairs], np.float64))
+    ranges, stable = model.gaze_range, np.array(STABLE_POINTS)
+    out = []
+    for p in pairs:
+        real = np.asarray(p["landmarks"], np.float64)[:, :2]
+        shape = model.predict(np.asarray(p["blendshapes"]), expression.head_pose(np.asarray(p["pose"], np.float64), mean))
+        if ranges is not None:
+            shape = expression.look(shape, np.clip(expression.gaze(real), ranges[:, 0], ranges[:, 1]))
+        out.append(apply_affine(fit_similarity(shape[stable], real[stable]), shape))
+    return np.stack(out).astype(np.float32)
 
 
 def checkpoint_expression(ckpt: dict, net: nn.Module | None = None) -> expression.ExpressionModel | None:

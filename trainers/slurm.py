@@ -103,7 +103,7 @@ def train_args(cfg: TrainConfig, device: str) -> list[str]:
     args += ["--gan-mode", cfg.gan_mode, "--num-d", cfg.num_D,
              "--lambda-feat", cfg.lambda_feat, "--lambda-parts", cfg.lambda_parts,
              "--lambda-face", cfg.lambda_face, "--lambda-parts-gan", cfg.lambda_parts_gan, "--lambda-grid", cfg.lambda_grid, "--blur-up", cfg.blur_up, "--resize-up", cfg.resize_up, "--ema", cfg.ema, "--decay-epochs", cfg.decay_epochs, "--decay-share",
-             cfg.decay_share, "--jitter", cfg.jitter, "--save-every", cfg.save_every, "--device", device,
+             cfg.decay_share, "--jitter", cfg.jitter, "--recon-share", cfg.recon_share, "--save-every", cfg.save_every, "--device", device,
              "--precision", cfg.precision, "--workers", cfg.workers, "--seed", cfg.seed,
              "--student", cfg.student, "--student-minutes", cfg.student_minutes]
     args += [flag for flag, on in (("--no-dropout", not cfg.dropout), ("--no-augment", not cfg.augment),

@@ -20,6 +20,7 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -62,6 +63,19 @@ def train(cfg: TrainConfig, meta: dict, run_dir: Path, resume: bool = False, pro
     return trainer.run(progress)
 
 
+def reconstructed(meta: dict) -> np.ndarray:
+    """``--recon-share``'s landmarks: every pair's as the expression model redraws them
+    (``trainers.export.reconstruct_frames``); a one-line error when the dataset cannot
+    make an expression model."""
+    from trainers.export import reconstruct_frames
+
+    try:
+        return reconstruct_frames(meta)
+    except ValueError as e:  # e.g. fewer than 10 frames
+        raise UserError(f"--recon-share needs the dataset's expression model, which it cannot make ({e}); "
+                        "use --recon-share 0") from None
+
+
 class Trainer:
     """One run: its data, networks, optimizers and counters."""
 
@@ -79,7 +93,9 @@ class Trainer:
         # Data: DistributedSampler splits the global order across ranks (one rank: all of it).
         self.train_set = PairedDataset(meta, "train", augment=cfg.augment, seed=cfg.seed, jitter=cfg.jitter,
                                        parts=cfg.lambda_parts > 0, face=cfg.lambda_face > 0,
-                                       part_squares=cfg.lambda_parts_gan > 0)
+                                       part_squares=cfg.lambda_parts_gan > 0,
+                                       recon=reconstructed(meta) if cfg.recon_share > 0 else None,
+                                       recon_share=cfg.recon_share)
         self.val_set = PairedDataset(meta, "val")
         if len(self.train_set) < cfg.batch_size * dd.world:
             raise UserError(f"{len(self.train_set)} training pairs are fewer than one global batch "
