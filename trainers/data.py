@@ -71,8 +71,9 @@ class PairedDataset(torch.utils.data.Dataset):
         """(A, B, the landmarks the photo has) for item ``idx``."""
         pts, photo = self.points[idx], self.photos[idx]
         drawn = pts  # the landmarks the sketch is drawn from
-        if self.recon is not None and np.random.default_rng([self.seed, self.epoch, idx, 1]).random() < self.recon_share:
-            drawn = self.recon[idx]
+        if self.recon is not None:  # its own stream: the augmentation's draws stay as without it
+            if np.random.default_rng([self.seed, self.epoch, idx, 1]).random() < self.recon_share:
+                drawn = self.recon[idx]
         if self.augment:
             rng = np.random.default_rng([self.seed, self.epoch, idx])
             s = self.size

@@ -154,7 +154,8 @@ def reconstruct_frames(meta: dict, model: expression.ExpressionModel | None = No
     out = []
     for p in pairs:
         real = np.asarray(p["landmarks"], np.float64)[:, :2]
-        shape = model.predict(np.asarray(p["blendshapes"]), expression.head_pose(np.asarray(p["pose"], np.float64), mean))
+        pose = expression.head_pose(np.asarray(p["pose"], np.float64), mean)
+        shape = model.predict(np.asarray(p["blendshapes"]), pose)
         if ranges is not None:
             shape = expression.look(shape, np.clip(expression.gaze(real), ranges[:, 0], ranges[:, 1]))
         out.append(apply_affine(fit_similarity(shape[stable], real[stable]), shape))
