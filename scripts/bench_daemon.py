@@ -28,7 +28,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 # name: (image size, ngf); "astronaut" is the bundled, trained demo persona.
-PERSONAS = {"tiny": (64, 8), "ngf32": (256, 32), "ngf64": (256, 64), "astronaut": (256, 16), "ngf8x512": (512, 8)}
+PERSONAS = {"tiny": (64, 8), "ngf32": (256, 32), "ngf64": (256, 64), "astronaut": (256, 16), "ngf8x512": (512, 8),
+            "ngf16x512": (512, 16)}
 
 
 class CountingCam:
@@ -136,7 +137,8 @@ def main() -> None:
     ap.add_argument("--warmup", type=float, default=3.0, help="seconds before measuring")
     ap.add_argument("--persona", default="astronaut,ngf32",
                     help="comma-separated: astronaut (bundled, 256 px, ngf=16), tiny (64 px, ngf=8), ngf32 (256 px), "
-                         "ngf8x512 (512 px, ngf=8, instance norm: train's defaults), or a persona folder")
+                         "ngf8x512 (512 px, ngf=8, instance norm: train's defaults), ngf16x512 (the same, twice as wide), "
+                         "or a persona folder")
     ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"], help="generator dtype")
     args = ap.parse_args()
 
