@@ -73,7 +73,8 @@ def dataset(video, output, frames, size, val_fraction, seed, quiet):
 @_size_option
 # Ranges and choices of the training options are checked by TrainConfig itself, so the
 # command line, tests and library calls get the same one-line error.
-@click.option("--ngf", type=int, default=8, show_default=True, help="Generator width (64: the paper's).")
+@click.option("--ngf", type=int, default=None,
+              help="Generator width (64: the paper's).  [default: 16; 8 where training runs fp32 on a CPU]")
 @click.option("--ndf", type=int, default=None,
               help="Discriminator width (64: the paper's).  [default: 32; 16 where training runs fp32 on a CPU]")
 @click.option("--norm", default="instance", show_default=True,

@@ -144,20 +144,38 @@ def test_checkpoint_rebuilds_its_generator_from_model_args_alone(small_dataset, 
     assert "persona 'old' installed" in out.stdout
 
 
-def test_the_discriminator_width_defaults_to_what_this_hardware_trains_best(small_dataset, tmp_path):
-    from trainers.step import default_ndf
+def test_the_widths_default_to_what_this_hardware_trains_best(small_dataset, tmp_path):
+    from trainers.step import default_ndf, default_ngf
 
-    cfg = {k: v for k, v in TINY.items() if k != "ndf"}
+    cfg = {k: v for k, v in TINY.items() if k not in ("ngf", "ndf")}
     r = train_persona("wide", dataset=small_dataset, workdir=tmp_path / "run", progress=False,
                       config=TrainConfig(**cfg, epochs=1, max_steps=1))
     ckpt = load_checkpoint(r.checkpoint)
-    # fp32 on a CPU: the narrower discriminator (more steps in the same time).
+    # fp32 on a CPU: the narrower networks (more steps in the same time).
     assert ckpt["config"]["ndf"] == 16 and ckpt["model_args"]["D"]["ndf"] == 16
+    assert ckpt["config"]["ngf"] == 8 and ckpt["model_args"]["G"]["ngf"] == 8
     assert default_ndf(torch.device("cpu"), torch.bfloat16) == 32 and default_ndf(torch.device("cuda"), None) == 32
-    # A resumed run resolves it the same way, so its checkpoint still fits.
+    assert default_ngf(torch.device("cpu"), torch.bfloat16) == 16 and default_ngf(torch.device("cuda"), None) == 16
+    # A resumed run resolves them the same way, so its checkpoint still fits.
     again = train_persona("wide", dataset=small_dataset, workdir=tmp_path / "run", progress=False, resume=True,
                           force=True, config=TrainConfig(**cfg, epochs=1, max_steps=2))
     assert again.steps == 2
+
+
+def test_a_resumed_run_keeps_its_checkpoints_widths(small_dataset, tmp_path):
+    """Begun where the defaults are wider (a bf16 CPU or a GPU: ngf 16, ndf 32), it goes
+    on here (fp32: 8 and 16 by default) with its own widths, not a config error."""
+    cfg = {k: v for k, v in TINY.items() if k not in ("ngf", "ndf")}
+    train_persona("moved", dataset=small_dataset, workdir=tmp_path / "run", progress=False,
+                  config=TrainConfig(**cfg, ngf=16, ndf=32, epochs=1, max_steps=1))
+    again = train_persona("moved", dataset=small_dataset, workdir=tmp_path / "run", progress=False, resume=True,
+                          force=True, config=TrainConfig(**cfg, epochs=1, max_steps=2))
+    ckpt = load_checkpoint(again.checkpoint)
+    assert again.steps == 2 and (ckpt["config"]["ngf"], ckpt["config"]["ndf"]) == (16, 32)
+    # Widths given on the command line are still compared.
+    with pytest.raises(UserError, match=r"ngf=16 \(now 8\)"):
+        train_persona("moved", dataset=small_dataset, workdir=tmp_path / "run", progress=False, resume=True,
+                      force=True, config=TrainConfig(**cfg, ngf=8, epochs=1, max_steps=3))
 
 
 @pytest.mark.parametrize("field,value,message", [

@@ -30,10 +30,14 @@ class TrainConfig:
     # 2-core CPU (README, "Training options tried"): 512 px for the pixels where the face
     # is, a narrow generator so that 512 px still runs in real time, instance norm.
     size: int = 512  # image size (px); the dataset must have been built at this size
-    ngf: int = 8  # generator base filters: 64 is the paper's
+    # Generator base filters (64: the paper's). None: 16 where the step runs bf16 or on a
+    # GPU, 8 where it runs fp32 on a CPU (trainers.step.default_ngf; README, "Training
+    # options tried"); a resumed run keeps its checkpoint's.
+    ngf: int | None = None
     # Discriminator base filters (64: the paper's). None: 32, or 16 where the step runs
     # fp32 on a CPU (no native bf16), where the discriminator is most of a step
-    # (trainers.step.default_ndf; README, "Training options tried").
+    # (trainers.step.default_ndf; README, "Training options tried"); a resumed run keeps
+    # its checkpoint's.
     ndf: int | None = None
     norm: str = "instance"  # instance (per image; DDP on CPUs then equals one process) | batch (pix2pix)
     epochs: int | None = 30  # passes over the training pairs (None: until --minutes)

@@ -93,8 +93,9 @@ def time_seconds(text: str) -> int | None:
 
 def train_args(cfg: TrainConfig, device: str) -> list[str]:
     """``cfg`` as ``f2f-cam train`` options: every one written out, for the reader."""
-    args = ["--size", cfg.size, "--ngf", cfg.ngf] + ([] if cfg.ndf is None else ["--ndf", cfg.ndf])
-    args += ["--norm", cfg.norm]  # (no --ndf: the job's own machine picks it)
+    args = (["--size", cfg.size] + ([] if cfg.ngf is None else ["--ngf", cfg.ngf])
+            + ([] if cfg.ndf is None else ["--ndf", cfg.ndf]))
+    args += ["--norm", cfg.norm]  # (no --ngf/--ndf when not given: the job's own machine picks them)
     if cfg.epochs is not None:
         args += ["--epochs", cfg.epochs]
     if cfg.minutes is not None:

@@ -35,7 +35,7 @@ from trainers.distributed import (Dist, broadcast_ints, gather_objects, init_dis
                                   wrap)
 from trainers.evaluate import save_grid, validate
 from trainers.logs import MetricsLog
-from trainers.step import (autocast, default_ndf, ema_decay, ema_update, gan_loss, make_optimizers, pick_precision,
+from trainers.step import (autocast, default_ndf, default_ngf, ema_decay, ema_update, gan_loss, make_optimizers, pick_precision,
                            precision_name, prepare_models, train_step)
 
 log = logging.getLogger(__name__)
@@ -55,12 +55,27 @@ def train(cfg: TrainConfig, meta: dict, run_dir: Path, resume: bool = False, pro
     if cfg.size != meta["image_size"]:
         raise UserError(f"--size {cfg.size} but the dataset was built at {meta['image_size']} px; "
                         "rebuild it or change --size")
+    if resume:
+        cfg = _widths_of_checkpoint(cfg, Path(run_dir))
     trainer = Trainer(cfg, meta, Path(run_dir), dd or init_distributed(cfg.device))
     if resume:
         trainer.resume()
     else:
         trainer.start()
     return trainer.run(progress)
+
+
+def _widths_of_checkpoint(cfg: TrainConfig, run_dir: Path) -> TrainConfig:
+    """A resumed run's default widths are its checkpoint's, not this machine's: a run begun
+    where training runs bf16 (ngf 16, ndf 32) goes on where it runs fp32 (8, 16), as a
+    Slurm job requeued on another kind of node does. Widths given are left to
+    ``check_resumable`` to compare."""
+    path = run_dir / "checkpoints" / "last.pt"
+    if (cfg.ngf is not None and cfg.ndf is not None) or not path.exists():
+        return cfg
+    old = load_checkpoint(path)["config"]
+    return dataclasses.replace(cfg, ngf=cfg.ngf if cfg.ngf is not None else old.get("ngf"),
+                               ndf=cfg.ndf if cfg.ndf is not None else old.get("ndf"))
 
 
 def reconstructed(meta: dict) -> np.ndarray:
@@ -82,7 +97,9 @@ class Trainer:
     def __init__(self, cfg: TrainConfig, meta: dict, run_dir: Path, dd: Dist):
         self.device = dd.device
         self.amp_dtype = pick_precision(cfg.precision, self.device)  # None: fp32
-        if cfg.ndf is None:  # the default for this hardware, from here on (checkpoints record it)
+        if cfg.ngf is None:  # the defaults for this hardware, from here on (checkpoints record them)
+            cfg = dataclasses.replace(cfg, ngf=default_ngf(self.device, self.amp_dtype))
+        if cfg.ndf is None:
             cfg = dataclasses.replace(cfg, ndf=default_ndf(self.device, self.amp_dtype))
         self.cfg, self.meta, self.run_dir, self.dd = cfg, meta, run_dir, dd
         self.fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
