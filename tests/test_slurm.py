@@ -219,8 +219,10 @@ def test_usr1_saves_a_checkpoint_and_the_requeued_job_finishes(slurm, clip):
     wait_for("the run to pass epoch 1", lambda: (runs.read_state(run).get("epoch") or 0) >= 2
              and runs.read_state(run).get("state") == "running", 180, every=0.1)
     subprocess.run(["scancel", "--signal=USR1", job], check=True)
+    # (Right after the requeue its Reason reads "None" until the scheduler has looked at it.)
     info = wait_for("the job to be requeued", lambda: (lambda i: i if i.get("Restarts") == "1"
-                                                       and i.get("JobState") == "PENDING" else None)(job_info(job)), 120)
+                                                       and i.get("JobState") == "PENDING"
+                                                       and i.get("Reason") != "None" else None)(job_info(job)), 120)
     state = runs.read_state(run)
     assert state["state"] == "requeued" and state["stopped"] == "SIGUSR1", state
     stopped_at = state["step"]
