@@ -156,7 +156,7 @@ def test_the_widths_default_to_what_this_hardware_trains_best(small_dataset, tmp
     assert ckpt["config"]["ngf"] == 8 and ckpt["model_args"]["G"]["ngf"] == 8
     assert default_ndf(torch.device("cpu"), torch.bfloat16) == 32 and default_ndf(torch.device("cuda"), None) == 32
     assert default_ngf(torch.device("cpu"), torch.bfloat16) == 16 and default_ngf(torch.device("cuda"), None) == 16
-    # A resumed run resolves them the same way, so its checkpoint still fits.
+    # A resumed run keeps its checkpoint's widths, so its checkpoint still fits.
     again = train_persona("wide", dataset=small_dataset, workdir=tmp_path / "run", progress=False, resume=True,
                           force=True, config=TrainConfig(**cfg, epochs=1, max_steps=2))
     assert again.steps == 2

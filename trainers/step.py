@@ -45,8 +45,8 @@ def default_ndf(device: torch.device, amp_dtype: torch.dtype | None) -> int:
 
 def default_ngf(device: torch.device, amp_dtype: torch.dtype | None) -> int:
     """The generator's width when none is given: 16 where the step runs bf16 or on a GPU,
-    8 where it runs fp32 on a CPU. On a Zen 5 (AVX512-BF16) 30 minutes at 16 made as
-    many steps as at 8 (the discriminators are most of a step there) and a better persona
+    8 where it runs fp32 on a CPU. On a Zen 5 (AVX512-BF16) 30 minutes at 16 made 5-8 %
+    fewer steps than at 8 (the discriminators are most of a step there) and a better persona
     on both clips measured (README); the 512 px ngf 16 U-Net still runs in real time on
     such a CPU. Where the step runs fp32 the wider generator was not measured, and the
     narrow one is what was."""
